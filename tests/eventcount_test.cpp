@@ -1,0 +1,156 @@
+// EventCount: cross-process wake, no lost wake-up under a long ping-pong, and no system call
+// on notify when nobody sleeps.
+#include "ringfork/eventcount.h"
+
+#include <gtest/gtest.h>
+
+#include "ringfork/segment.h"
+#include "ringfork/spin_wait.h"
+#include "test_support.h"
+
+namespace ringfork {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::expect_clean_exit;
+using testing::fork_child;
+
+struct PingPong {
+  EventCount ping_event;
+  alignas(kFalseSharingRange) EventCount pong_event;
+  alignas(kFalseSharingRange) std::atomic<std::uint64_t> ping{0};
+  alignas(kFalseSharingRange) std::atomic<std::uint64_t> pong{0};
+  std::atomic<std::uint64_t> lost_wakeups{0};
+};
+
+PingPong* make_shared_pingpong(Segment& segment) {
+  void* memory = segment.try_bytes(Segment::kDataOffset, sizeof(PingPong), alignof(PingPong));
+  return new (memory) PingPong{};
+}
+
+TEST(EventCount, NotifyWithoutSleepersMakesNoSyscall) {
+  EventCount event;
+  for (int i = 0; i < 1'000'000; ++i) event.notify_one();
+  for (int i = 0; i < 1'000; ++i) event.notify_all();
+  EXPECT_EQ(event.wake_syscalls(), 0u);
+  // A cancelled wait leaves no waiter behind, so notify stays free afterwards too.
+  event.prepare_wait();
+  event.cancel_wait();
+  event.prepare_wait();
+  event.notify_one();
+  EXPECT_EQ(event.wake_syscalls(), 1u) << "a registered waiter must be woken";
+}
+
+TEST(EventCount, CommitWaitTimesOutWithoutNotify) {
+  EventCount event;
+  const auto key = event.prepare_wait();
+  const std::int64_t start = Deadline::monotonic_ns();
+  EXPECT_FALSE(event.commit_wait(key, Deadline::after(30ms)));
+  EXPECT_GE(Deadline::monotonic_ns() - start, 30'000'000);
+  EXPECT_EQ(event.waiters(), 0u);
+}
+
+TEST(EventCount, NotifyBetweenPrepareAndCommitIsNotLost) {
+  EventCount event;
+  const auto key = event.prepare_wait();
+  event.notify_one();
+  const std::int64_t start = Deadline::monotonic_ns();
+  EXPECT_TRUE(event.commit_wait(key, Deadline::after(10s)));
+  EXPECT_LT(Deadline::monotonic_ns() - start, 5'000'000'000) << "slept through a notify";
+}
+
+TEST(EventCount, WakesASleeperInAnotherProcess) {
+  Segment segment = Segment::create({.capacity = 4 << 20});
+  PingPong* shared = make_shared_pingpong(segment);
+  const pid_t child = fork_child([&] {
+    const auto outcome = spin_then_park(
+        shared->ping_event, [&] { return shared->ping.load(std::memory_order_acquire) == 1; },
+        Deadline::after(20s), SpinPolicy{.spin_iterations = 0, .yield_iterations = 0});
+    return outcome == WaitOutcome::kReady ? 0 : 1;
+  });
+  while (shared->ping_event.waiters() == 0) std::this_thread::yield();
+  shared->ping.store(1, std::memory_order_release);
+  shared->ping_event.notify_all();
+  expect_clean_exit(child);
+  EXPECT_GE(shared->ping_event.wake_syscalls(), 1u);
+}
+
+// Two processes hand a token back and forth a million times. Waits are short-spin then
+// park, so both the spinning and the sleeping paths are crossed hundreds of thousands of
+// times; a lost wake-up shows as a wait that reaches its (generous) deadline.
+TEST(EventCount, MillionRoundPingPongLosesNoWakeup) {
+  constexpr std::uint64_t kRounds = 1'000'000;
+  Segment segment = Segment::create({.capacity = 4 << 20});
+  PingPong* shared = make_shared_pingpong(segment);
+  const SpinPolicy policy{.spin_iterations = 64, .yield_iterations = 1};
+  const pid_t child = fork_child([&] {
+    for (std::uint64_t round = 1; round <= kRounds; ++round) {
+      const auto outcome = spin_then_park(
+          shared->ping_event,
+          [&] { return shared->ping.load(std::memory_order_acquire) >= round; },
+          Deadline::after(10s), policy);
+      if (outcome != WaitOutcome::kReady) {
+        shared->lost_wakeups.fetch_add(1);
+        return 1;
+      }
+      shared->pong.store(round, std::memory_order_release);
+      shared->pong_event.notify_one();
+    }
+    return 0;
+  });
+  for (std::uint64_t round = 1; round <= kRounds; ++round) {
+    shared->ping.store(round, std::memory_order_release);
+    shared->ping_event.notify_one();
+    const auto outcome = spin_then_park(
+        shared->pong_event, [&] { return shared->pong.load(std::memory_order_acquire) >= round; },
+        Deadline::after(10s), policy);
+    if (outcome != WaitOutcome::kReady) {
+      shared->lost_wakeups.fetch_add(1);
+      break;
+    }
+  }
+  expect_clean_exit(child, std::chrono::minutes(5));
+  EXPECT_EQ(shared->lost_wakeups.load(), 0u);
+  EXPECT_EQ(shared->pong.load(), kRounds);
+  std::printf("[ info ] %llu sleeps, %llu wake syscalls over %llu rounds\n",
+              static_cast<unsigned long long>(shared->ping_event.sleeps() +
+                                              shared->pong_event.sleeps()),
+              static_cast<unsigned long long>(shared->ping_event.wake_syscalls() +
+                                              shared->pong_event.wake_syscalls()),
+              static_cast<unsigned long long>(kRounds));
+}
+
+// The same handshake between two threads, so that ThreadSanitizer checks its orderings.
+TEST(EventCount, ThreadedPingPongLosesNoWakeup) {
+  constexpr std::uint64_t kRounds = 100'000;
+  PingPong shared;
+  const SpinPolicy policy{.spin_iterations = 16, .yield_iterations = 0};
+  std::atomic<bool> child_failed{false};
+  std::thread child([&] {
+    for (std::uint64_t round = 1; round <= kRounds; ++round) {
+      if (spin_then_park(shared.ping_event,
+                         [&] { return shared.ping.load(std::memory_order_acquire) >= round; },
+                         Deadline::after(10s), policy) != WaitOutcome::kReady) {
+        child_failed = true;
+        return;
+      }
+      shared.pong.store(round, std::memory_order_release);
+      shared.pong_event.notify_one();
+    }
+  });
+  bool parent_failed = false;
+  for (std::uint64_t round = 1; round <= kRounds && !parent_failed; ++round) {
+    shared.ping.store(round, std::memory_order_release);
+    shared.ping_event.notify_one();
+    parent_failed = spin_then_park(shared.pong_event,
+                                   [&] { return shared.pong.load(std::memory_order_acquire) >= round; },
+                                   Deadline::after(10s), policy) != WaitOutcome::kReady;
+  }
+  child.join();
+  EXPECT_FALSE(parent_failed);
+  EXPECT_FALSE(child_failed.load());
+  EXPECT_EQ(shared.pong.load(), kRounds);
+}
+
+}  // namespace
+}  // namespace ringfork
