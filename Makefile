@@ -25,10 +25,10 @@ build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
 test: build
-	meson test -C $(BUILD) --print-errorlogs
+	meson test -C $(BUILD) --no-suite tsan --print-errorlogs
 
 demo: build
-	$(BUILD)/examples/wake_pingpong
+	$(BUILD)/examples/queue_demo
 
 bench: deps-bench build
 	python3 bench/run_bench.py --build $(BUILD)
@@ -39,7 +39,7 @@ asan: deps
 	[ -f $(ASAN_BUILD)/build.ninja ] || meson setup $(ASAN_BUILD) $(MESON_FLAGS) \
 		-Dbuildtype=debug -Db_sanitize=address,undefined -Db_lundef=false -Dbench=disabled
 	ninja -C $(ASAN_BUILD)
-	$(SANITIZER_ENV) meson test -C $(ASAN_BUILD) --print-errorlogs --timeout-multiplier 3
+	$(SANITIZER_ENV) meson test -C $(ASAN_BUILD) --no-suite tsan --print-errorlogs --timeout-multiplier 3
 
 # ThreadSanitizer runs the in-process (threaded) variants of the lock-free tests. Its shadow
 # memory needs a fixed address layout, hence setarch -R (no ASLR).

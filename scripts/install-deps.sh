@@ -12,7 +12,9 @@ profile="${1:-core}"
 core=(meson ninja-build pkg-config g++ clang libclang-rt-14-dev liburing-dev
       libconcurrentqueue-dev libmimalloc-dev cmake libgtest-dev libgmock-dev
       libbenchmark-dev python3)
-bench=(libboost-dev libzmq3-dev)
+# The benchmarks' peers (issue 9): Boost.Interprocess, ZeroMQ, and iceoryx with its RouDi
+# daemon (iox-roudi, package iceoryx), which bench/run_bench.py starts and stops.
+bench=(libboost-dev libzmq3-dev libiceoryx-posh-dev iceoryx)
 
 case "$profile" in
   core) wanted=("${core[@]}") ;;

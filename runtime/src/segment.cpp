@@ -47,6 +47,8 @@ bool shmem_thp_permitted() {
          text.find("[force]") != std::string::npos;
 }
 
+std::atomic<std::uint64_t> unmap_generation{0};
+
 bool pid_alive(pid_t pid) { return ::kill(pid, 0) == 0 || errno == EPERM; }
 
 void validate_name(std::string_view name) {
@@ -105,6 +107,10 @@ std::byte* map_aligned(int fd, std::size_t bytes) {
 }
 
 }  // namespace
+
+std::uint64_t segment_unmap_generation() noexcept {
+  return unmap_generation.load(std::memory_order_acquire);
+}
 
 const char* to_string(Backing backing) noexcept {
   switch (backing) {
@@ -379,7 +385,11 @@ void Segment::release() noexcept {
     }
     if (!anyone_alive) ::shm_unlink(shm_object_name(name_).c_str());
   }
-  if (base_ != nullptr) ::munmap(base_, mapped_bytes_);
+  if (base_ != nullptr) {
+    // release: a cache that sees the new generation stops trusting its pointers first.
+    unmap_generation.fetch_add(1, std::memory_order_release);
+    ::munmap(base_, mapped_bytes_);
+  }
   if (fd_ >= 0) ::close(fd_);
   base_ = nullptr;
   fd_ = -1;

@@ -56,6 +56,10 @@ struct SegmentHeader {
 static_assert(std::is_standard_layout_v<SegmentHeader>, "read by other processes");
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "shared atomics must be lock-free");
 
+// Counts segment unmappings in this process, so caches of pointers into segments (such as
+// the per-thread claim records) can tell that one may have gone.
+std::uint64_t segment_unmap_generation() noexcept;
+
 // Thread-safety: a Segment object may be used from many threads; commit() is thread- and
 // process-safe. Move-only; the destructor unmaps and closes (and for a named segment whose
 // last live user this was, removes the name). A forked child inherits the mapping at the

@@ -1,0 +1,127 @@
+// ByteQueue: the untyped core of Queue<T>. Messages of any length, from 0 bytes to hundreds of
+// MB, between any threads of any processes that map the segment.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <stdexcept>
+#include <vector>
+
+#include "ringfork/arena.h"
+#include "ringfork/block_pool.h"
+#include "ringfork/deadline.h"
+#include "ringfork/ring_mpmc.h"
+
+namespace ringfork {
+
+// Python's queue.Full / queue.Empty, for the blocking calls that time out.
+class Full : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+class Empty : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+// A put on a closed queue, or a get on a closed queue with nothing left.
+class QueueClosed : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct QueueOptions {
+  // 0: unbounded, like multiprocessing.Queue(): put never waits for a reader. Otherwise put
+  // blocks (with a timeout) while maxsize messages are held.
+  std::size_t maxsize = 0;
+  // Unbounded queues: how many messages may be held before put fails with the memory-cap
+  // error. Their descriptors (128 B each) are made lazily as the backlog grows.
+  std::size_t max_backlog = std::size_t{1} << 22;
+};
+
+// One message's descriptor in the ring: short payloads inline (one cache-line pair per
+// message, no allocation), longer ones in a block from the BlockPool, the longest in a
+// chain of the largest blocks.
+struct QueueDescriptor {
+  static constexpr std::size_t kInlineBytes = 104;
+  std::uint64_t length;
+  std::uint64_t payload;  // block offset, 0 when inline
+  std::byte inline_bytes[kInlineBytes];
+};
+static_assert(sizeof(MpmcSlot<QueueDescriptor>) == 128, "a descriptor slot is two cache lines");
+
+struct QueueControl {
+  static constexpr std::uint64_t kMagic = 0x4555455551464752;  // "RGFQUEUE"
+  static constexpr std::uint32_t kVersion = 1;
+  std::uint64_t magic;
+  std::uint32_t version;
+  std::uint32_t reserved;
+  std::uint64_t maxsize;
+  std::uint64_t ring_offset;
+  std::uint64_t pool_offset;
+};
+static_assert(std::is_standard_layout_v<QueueControl>, "read by other processes");
+
+// Contract: any thread of any process mapping the segment may put and get; a handle made
+// before fork() works in the child as is, and attach(offset) rebuilds one anywhere else.
+// put copies the message into shared memory and returns; the data then outlives its
+// producer. A message is delivered whole or not at all, even if its producer is killed
+// mid-put. The *_nowait calls return a status and never throw (they may allocate the
+// returned buffer); put/get block up to a deadline and throw Full/Empty when it passes,
+// QueueClosed after close(), and std::system_error(ENOMEM) when the memory cap (the block
+// pool's max_bytes, or max_backlog messages) is reached.
+//
+// Crash accounting: a producer's blocks belong to it (reclaim(pid) returns them) until it
+// hands them to the queue, just before publishing; a producer killed in that instant loses
+// its one unpublished message and leaks its blocks (at most one message's worth per kill).
+// A consumer owns a message's block while copying it out, so reclaim(pid) covers it too.
+class ByteQueue {
+ public:
+  static ByteQueue create(SharedArena& arena, BlockPool& pool, const QueueOptions& options = {});
+  static ByteQueue attach(SharedArena& arena, BlockPool& pool, std::uint64_t offset);
+  std::uint64_t offset() const noexcept { return offset_; }
+
+  RingStatus put_nowait(std::span<const std::byte> message) noexcept;
+  void put(std::span<const std::byte> message, Deadline deadline = Deadline::never());
+  // Puts all messages, in order; blocks like put for each one that does not fit.
+  void put_many(std::span<const std::span<const std::byte>> messages,
+                Deadline deadline = Deadline::never());
+
+  // On kOk `message` holds the bytes (resized to fit; its capacity is reused).
+  RingStatus get_nowait(std::vector<std::byte>& message);
+  void get(std::vector<std::byte>& message, Deadline deadline = Deadline::never());
+  // Blocks for the first message, then takes up to max_count without waiting further.
+  std::size_t get_many(std::vector<std::vector<std::byte>>& messages, std::size_t max_count,
+                       Deadline deadline = Deadline::never());
+
+  std::size_t qsize() const noexcept { return ring_.size(); }
+  bool empty() const noexcept { return qsize() == 0; }
+  bool full() const noexcept { return maxsize_ != 0 && qsize() >= maxsize_; }
+  std::size_t maxsize() const noexcept { return maxsize_; }
+  void close() noexcept { ring_.close(); }
+  bool closed() const noexcept { return ring_.closed(); }
+  RingCounters counters() const noexcept { return ring_.counters(); }
+
+ private:
+  ByteQueue(SharedArena& arena, BlockPool& pool, std::uint64_t offset, std::size_t maxsize,
+            MpmcRing<QueueDescriptor> ring)
+      : arena_(&arena), pool_(&pool), offset_(offset), maxsize_(maxsize), ring_(std::move(ring)) {}
+
+  // Copies `message` into shared memory described by `descriptor`.
+  RingStatus stage(std::span<const std::byte> message, QueueDescriptor& descriptor) noexcept;
+  // Marks a staged message's blocks as the queue's (BlockPool::kSharedOwner).
+  void hand_over(const QueueDescriptor& descriptor) noexcept;
+  // Frees the blocks of a staged message that was not published.
+  void discard(const QueueDescriptor& descriptor) noexcept;
+  // Copies a taken message out and frees its blocks; false if its offsets are corrupt.
+  bool unstage(const QueueDescriptor& descriptor, std::vector<std::byte>& message);
+  [[noreturn]] void throw_for(RingStatus status, std::size_t bytes, const char* operation) const;
+
+  SharedArena* arena_;
+  BlockPool* pool_;
+  std::uint64_t offset_;
+  std::size_t maxsize_;
+  MpmcRing<QueueDescriptor> ring_;
+};
+
+}  // namespace ringfork

@@ -1,0 +1,62 @@
+// ClaimRegistry: who is in the middle of which ring positions, so that a position claimed by
+// a process that then died can be told apart from one that is merely slow.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "ringfork/cache_line.h"
+#include "ringfork/ring_common.h"
+
+namespace ringfork {
+
+// One per producer or consumer thread of a ring. Written only by its owner thread (one line
+// each), read by peers only on the slow path, after a position stayed unfinished for a while.
+struct alignas(kCacheLineSize) ClaimRecord {
+  static constexpr std::uint64_t kIdle = ~std::uint64_t{0};
+  std::atomic<std::int32_t> pid;        // 0 = free; a dead pid may be taken over
+  std::atomic<std::uint32_t> count;     // positions [position, position + count)
+  std::atomic<std::uint64_t> position;  // kIdle when no claim is in progress
+};
+
+// Lives in shared memory inside a ring's control block. Zero bytes = empty registry.
+struct ClaimRegistry {
+  static constexpr int kMaxRecords = 64;
+  ClaimRecord records[kMaxRecords];
+
+  // True if a live process other than a dead one has announced a claim covering `position`.
+  bool live_claim_covers(std::uint64_t position) const noexcept {
+    for (const ClaimRecord& record : records) {
+      // relaxed: ordered by the caller's acquire of the ring index that made the claim
+      // visible (the claimer stored its record before its acq_rel CAS of that index).
+      const std::uint64_t start = record.position.load(std::memory_order_relaxed);
+      if (start == ClaimRecord::kIdle) continue;
+      const std::uint32_t count = record.count.load(std::memory_order_relaxed);
+      if (position - start < count && process_alive(record.pid.load(std::memory_order_relaxed))) {
+        return true;
+      }
+    }
+    return false;
+  }
+};
+static_assert(std::is_standard_layout_v<ClaimRegistry>, "read by other processes");
+
+// Finds (or takes) this thread's record in `registry`. The lookup is cached per thread and
+// invalidated by fork(), so a child never shares its parent's record. Returns nullptr when
+// all kMaxRecords records belong to live threads.
+ClaimRecord* claim_record_for_this_thread(ClaimRegistry& registry) noexcept;
+
+// Announces a claim of [position, position + count): must precede the CAS of the ring index
+// that makes it (the CAS's release orders it). relaxed: see live_claim_covers.
+inline void announce_claim(ClaimRecord& record, std::uint64_t position, std::uint32_t count) noexcept {
+  record.count.store(count, std::memory_order_relaxed);
+  record.position.store(position, std::memory_order_relaxed);
+}
+
+// Ends the claim after the slots were published or released. release: a peer that sees the
+// record idle also sees the slot states written before.
+inline void finish_claim(ClaimRecord& record) noexcept {
+  record.position.store(ClaimRecord::kIdle, std::memory_order_release);
+}
+
+}  // namespace ringfork

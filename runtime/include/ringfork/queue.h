@@ -1,0 +1,149 @@
+// Queue<T>: multiprocessing.Queue's contract for C++ values, over a ByteQueue.
+#pragma once
+
+#include <chrono>
+#include <cstring>
+#include <optional>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "ringfork/byte_queue.h"
+
+namespace ringfork {
+
+using Bytes = std::vector<std::byte>;
+
+// The customisation point: how a T becomes bytes and back. Provided for trivially copyable
+// types, std::string and Bytes; specialise QueueCodec<YourType> with the same two static
+// functions to send your own types. decode returns false for bytes that are not a T.
+template <class T, class Enable = void>
+struct QueueCodec;
+
+template <class T>
+struct QueueCodec<T, std::enable_if_t<std::is_trivially_copyable_v<T>>> {
+  static std::span<const std::byte> encode(const T& value, Bytes&) {
+    return {reinterpret_cast<const std::byte*>(&value), sizeof(T)};
+  }
+  static bool decode(std::span<const std::byte> bytes, T& value) {
+    if (bytes.size() != sizeof(T)) return false;
+    std::memcpy(&value, bytes.data(), sizeof(T));
+    return true;
+  }
+};
+
+template <>
+struct QueueCodec<std::string> {
+  static std::span<const std::byte> encode(const std::string& value, Bytes&) {
+    return std::as_bytes(std::span(value.data(), value.size()));
+  }
+  static bool decode(std::span<const std::byte> bytes, std::string& value) {
+    value.assign(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    return true;
+  }
+};
+
+template <>
+struct QueueCodec<Bytes> {
+  static std::span<const std::byte> encode(const Bytes& value, Bytes&) { return value; }
+  static bool decode(std::span<const std::byte> bytes, Bytes& value) {
+    value.assign(bytes.begin(), bytes.end());
+    return true;
+  }
+};
+
+// Timeouts follow Python: a negative timeout (the default) waits forever.
+using Timeout = std::chrono::duration<double>;
+inline constexpr Timeout kForever{-1.0};
+
+// Contract: as ByteQueue (any thread of any process, one Queue object shared by many threads; a handle made before fork works in the
+// child; put returns once the value is in shared memory, so a producer may exit at once).
+// put/get throw Full/Empty on timeout, QueueClosed after close(), std::system_error(ENOMEM)
+// at the memory cap, and get throws std::runtime_error for bytes that are not a T. The
+// *_nowait calls return a RingStatus instead (kOk, kFull/kEmpty, kClosed, kNoMemory).
+template <class T>
+class Queue {
+  using Codec = QueueCodec<T>;
+
+ public:
+  static Queue create(SharedArena& arena, BlockPool& pool, const QueueOptions& options = {}) {
+    return Queue(ByteQueue::create(arena, pool, options));
+  }
+  static Queue attach(SharedArena& arena, BlockPool& pool, std::uint64_t offset) {
+    return Queue(ByteQueue::attach(arena, pool, offset));
+  }
+  std::uint64_t offset() const noexcept { return queue_.offset(); }
+
+  void put(const T& value, Timeout timeout = kForever) {
+    Bytes scratch;
+    queue_.put(Codec::encode(value, scratch), deadline_for(timeout));
+  }
+  RingStatus put_nowait(const T& value) noexcept {
+    Bytes scratch;
+    return queue_.put_nowait(Codec::encode(value, scratch));
+  }
+  void put_many(std::span<const T> values, Timeout timeout = kForever) {
+    const Deadline deadline = deadline_for(timeout);
+    Bytes scratch;
+    for (const T& value : values) queue_.put(Codec::encode(value, scratch), deadline);
+  }
+
+  T get(Timeout timeout = kForever) {
+    Bytes& buffer = receive_buffer();
+    queue_.get(buffer, deadline_for(timeout));
+    return decoded(buffer);
+  }
+  RingStatus get_nowait(T& value) {
+    Bytes& buffer = receive_buffer();
+    const RingStatus status = queue_.get_nowait(buffer);
+    if (status == RingStatus::kOk) value = decoded(buffer);
+    return status;
+  }
+  // Blocks for the first value, then takes what is ready, up to max_count.
+  std::vector<T> get_many(std::size_t max_count, Timeout timeout = kForever) {
+    std::vector<T> values;
+    values.push_back(get(timeout));
+    T value{};
+    while (values.size() < max_count && get_nowait(value) == RingStatus::kOk) {
+      values.push_back(std::move(value));
+    }
+    return values;
+  }
+
+  std::size_t qsize() const noexcept { return queue_.qsize(); }
+  bool empty() const noexcept { return queue_.empty(); }
+  bool full() const noexcept { return queue_.full(); }
+  void close() noexcept { queue_.close(); }
+  bool closed() const noexcept { return queue_.closed(); }
+  RingCounters counters() const noexcept { return queue_.counters(); }
+  ByteQueue& bytes() noexcept { return queue_; }
+
+ private:
+  explicit Queue(ByteQueue queue) : queue_(std::move(queue)) {}
+
+  static Deadline deadline_for(Timeout timeout) {
+    return timeout.count() < 0 ? Deadline::never() : Deadline::after_seconds(timeout.count());
+  }
+  // Per thread, so one Queue object may serve many threads, and its capacity is reused.
+  static Bytes& receive_buffer() {
+    thread_local Bytes buffer;
+    return buffer;
+  }
+
+  static T decoded(Bytes& bytes) {
+    if constexpr (std::is_same_v<T, Bytes>) {
+      return std::move(bytes);
+    }
+    T value{};
+    if (!Codec::decode(bytes, value)) {
+      throw std::runtime_error("queue message of " + std::to_string(bytes.size()) +
+                               " bytes is not a valid value of the queue's type");
+    }
+    return value;
+  }
+
+  ByteQueue queue_;
+};
+
+}  // namespace ringfork

@@ -1,0 +1,264 @@
+#include "ringfork/byte_queue.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <new>
+#include <string>
+#include <system_error>
+
+namespace ringfork {
+namespace {
+
+// Blocks of a chain start with this header; a single-block payload has none.
+struct ChainHeader {
+  std::uint64_t next;   // offset of the next block, 0 at the end
+  std::uint64_t bytes;  // payload bytes in this block
+};
+constexpr std::size_t kChainHeaderBytes = sizeof(ChainHeader);
+
+}  // namespace
+
+ByteQueue ByteQueue::create(SharedArena& arena, BlockPool& pool, const QueueOptions& options) {
+  const bool bounded = options.maxsize != 0;
+  if (!bounded && options.max_backlog == 0) {
+    throw std::invalid_argument("QueueOptions.max_backlog must be positive for an unbounded queue");
+  }
+  const std::size_t held = bounded ? options.maxsize : options.max_backlog;
+  if (held > (std::size_t{1} << 32)) {
+    throw std::invalid_argument("queue may hold at most 2^32 messages, asked for " +
+                                std::to_string(held));
+  }
+  MpmcRingOptions ring_options;
+  ring_options.capacity = held;
+  ring_options.limit = held;
+  ring_options.chunk_slots = 512;
+  auto ring = MpmcRing<QueueDescriptor>::create(arena, ring_options);
+  const std::uint64_t control =
+      arena.allocate_or_throw(sizeof(QueueControl), kCacheLineSize, "a queue");
+  auto* header = new (arena.segment().at(Offset<QueueControl>{control})) QueueControl{};
+  header->magic = QueueControl::kMagic;
+  header->version = QueueControl::kVersion;
+  header->maxsize = options.maxsize;
+  header->ring_offset = ring.offset();
+  header->pool_offset = pool.offset();
+  return ByteQueue(arena, pool, control, options.maxsize, std::move(ring));
+}
+
+ByteQueue ByteQueue::attach(SharedArena& arena, BlockPool& pool, std::uint64_t offset) {
+  const auto* header = arena.segment().try_at(Offset<QueueControl>{offset});
+  if (header == nullptr || header->magic != QueueControl::kMagic ||
+      header->version != QueueControl::kVersion) {
+    throw std::invalid_argument("no queue at segment offset " + std::to_string(offset) +
+                                " (pass the value of Queue::offset())");
+  }
+  if (header->pool_offset != pool.offset()) {
+    throw std::invalid_argument("the queue at offset " + std::to_string(offset) +
+                                " uses the block pool at offset " +
+                                std::to_string(header->pool_offset) + ", not " +
+                                std::to_string(pool.offset()));
+  }
+  auto ring = MpmcRing<QueueDescriptor>::attach(arena, header->ring_offset);
+  return ByteQueue(arena, pool, offset, header->maxsize, std::move(ring));
+}
+
+RingStatus ByteQueue::stage(std::span<const std::byte> message,
+                            QueueDescriptor& descriptor) noexcept {
+  descriptor.length = message.size();
+  descriptor.payload = 0;
+  if (message.size() <= QueueDescriptor::kInlineBytes) {
+    if (!message.empty()) std::memcpy(descriptor.inline_bytes, message.data(), message.size());
+    return RingStatus::kOk;
+  }
+  const Segment& segment = arena_->segment();
+  const std::size_t largest = pool_->max_block_bytes();
+  if (message.size() <= largest) {
+    std::uint64_t block = 0;
+    if (pool_->allocate(message.size(), block)) return RingStatus::kNoMemory;
+    std::memcpy(segment.base() + block, message.data(), message.size());
+    descriptor.payload = block;
+    return RingStatus::kOk;
+  }
+  // Longer than the largest block: a chain of them, each led by a ChainHeader. Built back
+  // to front so each block can name its successor as it is written.
+  const std::size_t per_block = largest - kChainHeaderBytes;
+  const std::size_t blocks = (message.size() + per_block - 1) / per_block;
+  std::uint64_t next = 0;
+  for (std::size_t i = blocks; i-- > 0;) {
+    const std::size_t begin = i * per_block;
+    const std::size_t bytes = std::min(per_block, message.size() - begin);
+    std::uint64_t block = 0;
+    if (pool_->allocate(kChainHeaderBytes + bytes, block)) {
+      descriptor.payload = next;
+      discard(descriptor);
+      return RingStatus::kNoMemory;
+    }
+    auto* header = reinterpret_cast<ChainHeader*>(segment.base() + block);
+    header->next = next;
+    header->bytes = bytes;
+    std::memcpy(segment.base() + block + kChainHeaderBytes, message.data() + begin, bytes);
+    next = block;
+  }
+  descriptor.payload = next;
+  return RingStatus::kOk;
+}
+
+void ByteQueue::hand_over(const QueueDescriptor& descriptor) noexcept {
+  // The queue owns the blocks before the message becomes visible: a producer killed after
+  // publishing must not have reclaim(pid) free blocks a consumer is about to read.
+  const bool chained = descriptor.length > pool_->max_block_bytes();
+  for (std::uint64_t block = descriptor.payload; block != 0;) {
+    pool_->set_owner(block, BlockPool::kSharedOwner);
+    if (!chained) return;
+    const auto* header = arena_->segment().try_at(Offset<ChainHeader>{block});
+    block = header == nullptr ? 0 : header->next;
+  }
+}
+
+void ByteQueue::discard(const QueueDescriptor& descriptor) noexcept {
+  if (descriptor.payload == 0) return;
+  if (descriptor.length <= pool_->max_block_bytes()) {
+    pool_->free(descriptor.payload);
+    return;
+  }
+  const Segment& segment = arena_->segment();
+  for (std::uint64_t block = descriptor.payload; block != 0;) {
+    const auto* header = segment.try_at(Offset<ChainHeader>{block});
+    if (header == nullptr) return;
+    const std::uint64_t next = header->next;
+    pool_->free(block);
+    block = next;
+  }
+}
+
+bool ByteQueue::unstage(const QueueDescriptor& descriptor, std::vector<std::byte>& message) {
+  const Segment& segment = arena_->segment();
+  const std::uint64_t length = descriptor.length;
+  if (descriptor.payload == 0) {
+    if (length > QueueDescriptor::kInlineBytes) return false;
+    message.resize(length);
+    if (length != 0) std::memcpy(message.data(), descriptor.inline_bytes, length);
+    return true;
+  }
+  // Every length and offset below came from shared memory: check before copying.
+  if (length > pool_->max_block_bytes()) {
+    message.resize(length);
+    std::size_t copied = 0;
+    std::uint64_t block = descriptor.payload;
+    while (block != 0 && copied < length) {
+      const auto* header = segment.try_at(Offset<ChainHeader>{block});
+      if (header == nullptr) return false;
+      const std::uint64_t bytes = header->bytes;
+      const std::uint64_t next = header->next;
+      if (bytes > length - copied || bytes + kChainHeaderBytes > pool_->block_bytes(block)) {
+        return false;
+      }
+      std::memcpy(message.data() + copied, segment.base() + block + kChainHeaderBytes, bytes);
+      copied += bytes;
+      pool_->free(block);
+      block = next;
+    }
+    return copied == length && block == 0;
+  }
+  if (pool_->block_bytes(descriptor.payload) < length) return false;
+  // Ours while we copy: if this process dies now, reclaim(pid) returns the block.
+  pool_->set_owner(descriptor.payload, ::getpid());
+  message.resize(length);
+  std::memcpy(message.data(), segment.base() + descriptor.payload, length);
+  pool_->free(descriptor.payload);
+  return true;
+}
+
+RingStatus ByteQueue::put_nowait(std::span<const std::byte> message) noexcept {
+  QueueDescriptor descriptor;
+  if (const RingStatus staged = stage(message, descriptor); staged != RingStatus::kOk) {
+    return staged;
+  }
+  hand_over(descriptor);
+  const RingStatus status = ring_.try_push(descriptor);
+  if (status != RingStatus::kOk) discard(descriptor);
+  return status;
+}
+
+void ByteQueue::put(std::span<const std::byte> message, Deadline deadline) {
+  QueueDescriptor descriptor;
+  if (const RingStatus staged = stage(message, descriptor); staged != RingStatus::kOk) {
+    throw_for(staged, message.size(), "put");
+  }
+  hand_over(descriptor);
+  // An unbounded queue never waits for a reader: a full ring there is the backlog cap.
+  const RingStatus status =
+      maxsize_ == 0 ? ring_.try_push(descriptor) : ring_.push(descriptor, deadline);
+  if (status == RingStatus::kOk) return;
+  discard(descriptor);
+  throw_for(maxsize_ == 0 && status == RingStatus::kFull ? RingStatus::kNoMemory : status,
+            message.size(), "put");
+}
+
+void ByteQueue::put_many(std::span<const std::span<const std::byte>> messages, Deadline deadline) {
+  for (std::span<const std::byte> message : messages) put(message, deadline);
+}
+
+RingStatus ByteQueue::get_nowait(std::vector<std::byte>& message) {
+  QueueDescriptor descriptor;
+  const RingStatus status = ring_.try_pop(descriptor);
+  if (status != RingStatus::kOk) return status;
+  if (!unstage(descriptor, message)) {
+    throw std::runtime_error("corrupt queue message: length " + std::to_string(descriptor.length) +
+                             " at block " + std::to_string(descriptor.payload));
+  }
+  return RingStatus::kOk;
+}
+
+void ByteQueue::get(std::vector<std::byte>& message, Deadline deadline) {
+  QueueDescriptor descriptor;
+  const RingStatus status = ring_.pop(descriptor, deadline);
+  if (status != RingStatus::kOk) throw_for(status, 0, "get");
+  if (!unstage(descriptor, message)) {
+    throw std::runtime_error("corrupt queue message: length " + std::to_string(descriptor.length) +
+                             " at block " + std::to_string(descriptor.payload));
+  }
+}
+
+std::size_t ByteQueue::get_many(std::vector<std::vector<std::byte>>& messages,
+                                std::size_t max_count, Deadline deadline) {
+  messages.clear();
+  if (max_count == 0) return 0;
+  messages.emplace_back();
+  get(messages.back(), deadline);
+  while (messages.size() < max_count) {
+    messages.emplace_back();
+    if (get_nowait(messages.back()) != RingStatus::kOk) {
+      messages.pop_back();
+      break;
+    }
+  }
+  return messages.size();
+}
+
+void ByteQueue::throw_for(RingStatus status, std::size_t bytes, const char* operation) const {
+  switch (status) {
+    case RingStatus::kFull:
+    case RingStatus::kTimedOut:
+      if (std::string(operation) == "get") throw Empty("queue get timed out: the queue is empty");
+      throw Full("queue put timed out: the queue holds its maxsize of " +
+                 std::to_string(maxsize_) + " messages");
+    case RingStatus::kEmpty:
+      throw Empty("queue is empty");
+    case RingStatus::kClosed:
+      throw QueueClosed(std::string("queue ") + operation + " on a closed queue");
+    case RingStatus::kNoMemory:
+      throw std::system_error(
+          ENOMEM, std::generic_category(),
+          "queue memory cap reached putting a message of " + std::to_string(bytes) +
+              " bytes (" + std::to_string(qsize()) +
+              " messages held): raise BlockPoolOptions.max_bytes, QueueOptions.max_backlog "
+              "or the segment capacity, or read from the queue");
+    case RingStatus::kOk:
+      break;
+  }
+  throw std::logic_error("queue: unexpected status");
+}
+
+}  // namespace ringfork

@@ -1,0 +1,114 @@
+#include "ringfork/claim_registry.h"
+
+#include <pthread.h>
+#include <unistd.h>
+
+#include <array>
+
+#include "ringfork/segment.h"
+
+namespace ringfork {
+namespace {
+
+// Bumped in the child after every fork(): cached records of the parent's threads are stale.
+std::atomic<std::uint64_t> fork_generation{1};
+
+void on_fork_child() noexcept { fork_generation.fetch_add(1, std::memory_order_relaxed); }
+
+const bool atfork_registered = [] {
+  ::pthread_atfork(nullptr, nullptr, on_fork_child);
+  return true;
+}();
+
+struct CachedRecord {
+  const ClaimRegistry* registry = nullptr;
+  ClaimRecord* record = nullptr;
+  std::uint64_t generation = 0;
+  std::int32_t pid = 0;
+  std::uint64_t unmap_generation = 0;  // segment_unmap_generation() when cached
+};
+
+void give_back(CachedRecord& entry) noexcept {
+  finish_claim(*entry.record);
+  std::int32_t owner = entry.pid;
+  // release: the record's last use happens before another thread takes it over. A CAS, so
+  // a record that a new ring at the same address has since reset is left alone.
+  entry.record->pid.compare_exchange_strong(owner, 0, std::memory_order_release,
+                                            std::memory_order_relaxed);
+  entry = CachedRecord{};
+}
+
+// Returns this thread's records when it exits, so a long-lived process whose threads come
+// and go does not exhaust a ring's registry.
+struct ThreadRecords {
+  std::array<CachedRecord, 16> entries{};
+  std::size_t next_victim = 0;
+  ~ThreadRecords() {
+    const std::uint64_t generation = fork_generation.load(std::memory_order_relaxed);
+    const std::uint64_t unmapped = segment_unmap_generation();
+    for (CachedRecord& entry : entries) {
+      // A record is written back only if no segment was unmapped since it was cached: it
+      // may live in the one that went. Skipping leaves the record to be taken over once
+      // this process is gone, which costs a registry entry, never a crash.
+      if (entry.record != nullptr && entry.generation == generation &&
+          entry.unmap_generation == unmapped) {
+        give_back(entry);
+      }
+    }
+  }
+};
+
+thread_local ThreadRecords thread_records;
+
+ClaimRecord* take_free_record(ClaimRegistry& registry) noexcept {
+  const std::int32_t self = ::getpid();
+  for (int pass = 0; pass < 2; ++pass) {
+    for (ClaimRecord& record : registry.records) {
+      std::int32_t owner = record.pid.load(std::memory_order_acquire);
+      const bool free = owner == 0 || (pass == 1 && owner != self && !process_alive(owner));
+      if (!free) continue;
+      // acq_rel: taking a record over from a dead owner must see its last writes.
+      if (record.pid.compare_exchange_strong(owner, self, std::memory_order_acq_rel)) {
+        finish_claim(record);
+        return &record;
+      }
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+ClaimRecord* claim_record_for_this_thread(ClaimRegistry& registry) noexcept {
+  (void)atfork_registered;
+  const std::uint64_t generation = fork_generation.load(std::memory_order_relaxed);
+  ThreadRecords& cache = thread_records;
+  for (CachedRecord& entry : cache.entries) {
+    // The pid check catches a registry re-created at the same address since we cached it.
+    // relaxed: only this thread writes a record it owns.
+    if (entry.registry == &registry && entry.generation == generation &&
+        entry.record->pid.load(std::memory_order_relaxed) == entry.pid) {
+      return entry.record;
+    }
+  }
+  ClaimRecord* record = take_free_record(registry);
+  if (record == nullptr) return nullptr;
+  CachedRecord* slot = nullptr;
+  for (CachedRecord& entry : cache.entries) {
+    if (entry.registry == nullptr || entry.generation != generation) {
+      slot = &entry;
+      break;
+    }
+  }
+  if (slot == nullptr) {
+    // Evict round-robin and hand the evicted record back: no claim is in progress on it,
+    // since this thread is here and not inside a ring operation.
+    slot = &cache.entries[cache.next_victim++ % cache.entries.size()];
+    if (slot->unmap_generation == segment_unmap_generation()) give_back(*slot);
+  }
+  *slot = CachedRecord{&registry, record, generation, record->pid.load(std::memory_order_relaxed),
+                       segment_unmap_generation()};
+  return record;
+}
+
+}  // namespace ringfork
