@@ -28,7 +28,7 @@ test: build
 	meson test -C $(BUILD) --no-suite tsan --print-errorlogs
 
 demo: build
-	$(BUILD)/examples/queue_demo
+	$(BUILD)/examples/queue_join
 
 bench: deps-bench build
 	python3 bench/run_bench.py --build $(BUILD)

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ringfork/byte_queue.h"
+#include "ringfork/serialize.h"
 
 namespace ringfork {
 
@@ -144,6 +145,21 @@ class Queue {
   }
 
   ByteQueue queue_;
+};
+
+// A queue handle travels to another process as its offset and is rebuilt there against
+// the receiver's arena and pool (the same segment, mapped before the fork).
+template <class T>
+struct Codec<Queue<T>> {
+  static void encode(ArgWriter& out, const Queue<T>& queue) { out.write_raw(queue.offset()); }
+  static Queue<T> decode(ArgReader& in) {
+    const auto offset = in.read_raw<std::uint64_t>();
+    const DecodeContext& context = in.context();
+    if (context.arena == nullptr || context.pool == nullptr) {
+      throw std::runtime_error("a Queue argument needs the runtime's arena and pool");
+    }
+    return Queue<T>::attach(*context.arena, *context.pool, offset);
+  }
 };
 
 }  // namespace ringfork

@@ -6,17 +6,17 @@
 // cannot exit and join() waits forever.
 //
 // Here put() returns as soon as the line is in shared memory (the queue is unbounded and
-// needs no reader), so the child exits when it is done and join (waitpid) returns at once;
-// the parent then reads every line and checks the count and a checksum.
+// needs no reader), so the child exits when it is done and join() returns at once; the
+// parent then reads every line and checks the count and a checksum.
 //
-// Usage: queue_demo [FILE]   (without FILE it writes a ~100 MB sample in /tmp first)
-#include <sys/wait.h>
+// Usage: queue_join [FILE]   (without FILE it writes a ~100 MB sample in /tmp first)
 #include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
 #include <string>
 
+#include "ringfork/process.h"
 #include "ringfork/queue.h"
 
 namespace {
@@ -43,6 +43,15 @@ std::string write_sample(std::uint64_t& lines, std::uint64_t& checksum) {
   return path;
 }
 
+// The child's work: a plain function, so it runs in a worker forked from the template.
+int put_every_line(ringfork::Queue<std::string> lines, std::string path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot open " + path);
+  std::string line;
+  while (std::getline(in, line)) lines.put(line);
+  return in.bad() ? 1 : 0;
+}
+
 double seconds_since(std::int64_t start) {
   return static_cast<double>(ringfork::Deadline::monotonic_ns() - start) / 1e9;
 }
@@ -51,29 +60,21 @@ double seconds_since(std::int64_t start) {
 
 int main(int argc, char** argv) {
   using namespace ringfork;
+  Runtime runtime;  // first thing in main: forks the template workers come from
   std::uint64_t expected_lines = 0, expected_checksum = 0;
   const bool own_sample = argc < 2;
   const std::string path = own_sample ? write_sample(expected_lines, expected_checksum) : argv[1];
-
-  Segment segment = Segment::create({.capacity = std::size_t{4} << 30});
-  SharedArena arena = SharedArena::create(segment);
-  BlockPool pool = BlockPool::create(arena, {.max_bytes = std::size_t{3} << 30});
-  auto lines = Queue<std::string>::create(arena, pool);  // unbounded, like Queue()
-  std::printf("segment backing: %s\n", to_string(segment.backing()));
+  auto lines = Queue<std::string>::create(runtime.arena(), runtime.pool());  // unbounded
+  std::printf("segment backing: %s\n", to_string(runtime.segment().backing()));
 
   const std::int64_t start = Deadline::monotonic_ns();
-  const pid_t child = ::fork();
-  if (child == 0) {
-    std::ifstream in(path);
-    std::string line;
-    while (std::getline(in, line)) lines.put(line);
-    ::_exit(in.bad() ? 1 : 0);
-  }
-  int status = 0;
-  ::waitpid(child, &status, 0);  // join() before reading anything: the Python deadlock
+  Process child(runtime, &put_every_line, lines, path);
+  child.start();
+  child.join();  // join() before reading anything: where Python deadlocks
   const double joined = seconds_since(start);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    std::fprintf(stderr, "child failed reading %s\n", path.c_str());
+  if (child.exitcode() != 0) {
+    std::fprintf(stderr, "child failed reading %s (exit code %d)\n", path.c_str(),
+                 child.exitcode().value_or(-1));
     return 1;
   }
   std::printf("child put %zu lines and exited; join returned after %.2f s with nothing read\n",

@@ -1,0 +1,157 @@
+#include "ringfork/process.h"
+
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <stdexcept>
+#include <system_error>
+#include <utility>
+
+#include "ringfork/spin_wait.h"
+
+namespace ringfork {
+
+std::string detail::describe_exception(std::exception_ptr error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& exception) {
+    return exception.what();
+  } catch (...) {
+    return "an exception not derived from std::exception";
+  }
+}
+
+std::string Process::default_name() {
+  static std::atomic<int> counter{0};
+  return "Process-" + std::to_string(counter.fetch_add(1, std::memory_order_relaxed) + 1);
+}
+
+Process::Process(Process&& other) noexcept
+    : runtime_(other.runtime_),
+      method_(other.method_),
+      name_(std::move(other.name_)),
+      function_(other.function_),
+      trampoline_(other.trampoline_),
+      args_(std::move(other.args_)),
+      body_(std::move(other.body_)),
+      creator_(other.creator_),
+      started_(std::exchange(other.started_, false)),
+      entry_(other.entry_),
+      pid_(other.pid_),
+      pidfd_(std::exchange(other.pidfd_, -1)) {}
+
+Process::~Process() {
+  if (pidfd_ >= 0) ::close(pidfd_);
+  if (started_ && ::getpid() == creator_) runtime_->release_entry(entry_);
+}
+
+void Process::set_name(std::string name) {
+  if (started_) throw std::logic_error("Process '" + name_ + "': set_name after start()");
+  name_ = std::move(name);
+}
+
+void Process::check_owner(const char* operation) const {
+  if (::getpid() != creator_) {
+    throw std::logic_error(std::string("Process '") + name_ + "': " + operation +
+                           " from a process other than the one that made it (only the "
+                           "parent may " + operation + " its child)");
+  }
+  if (!started_) {
+    throw std::logic_error(std::string("Process '") + name_ + "': " + operation +
+                           " before start()");
+  }
+}
+
+namespace {
+
+int run_body(void* context) {
+  auto& body = *static_cast<std::function<int()>*>(context);
+  try {
+    return body();
+  } catch (...) {
+    std::fprintf(stderr, "ringfork: process %d failed: %s\n", static_cast<int>(::getpid()),
+                 detail::describe_exception(std::current_exception()).c_str());
+    return 1;
+  }
+}
+
+}  // namespace
+
+void Process::start() {
+  if (::getpid() != creator_) {
+    throw std::logic_error("Process '" + name_ + "': start from a process other than its maker");
+  }
+  if (started_) throw std::logic_error("Process '" + name_ + "': start() called twice");
+  entry_ = runtime_->acquire_entry();
+  started_ = true;
+  WorkerEntry& worker = runtime_->entry(entry_);
+  if (method_ == StartMethod::kDirect) {
+    pid_ = runtime_->spawn_direct(entry_, &run_body, &body_);
+  } else {
+    runtime_->request_spawn(entry_, trampoline_, function_, args_);
+    // The template answers within microseconds; the bound only guards against a template
+    // that died meanwhile.
+    const Deadline deadline = Deadline::after(std::chrono::seconds(30));
+    while (worker.state.load(std::memory_order_acquire) == WorkerEntry::kRequested) {
+      spin_then_park(
+          worker.changed,
+          [&] { return worker.state.load(std::memory_order_acquire) != WorkerEntry::kRequested; },
+          deadline.min(Deadline::after(std::chrono::milliseconds(100))));
+      if (!runtime_->template_alive() || deadline.expired()) {
+        throw std::system_error(ESRCH, std::generic_category(),
+                                "Process '" + name_ + "': the ringfork template did not answer");
+      }
+    }
+    if (const std::uint32_t error = worker.spawn_errno.load(std::memory_order_relaxed)) {
+      throw std::system_error(static_cast<int>(error), std::generic_category(),
+                              "Process '" + name_ + "': the template could not fork");
+    }
+    pid_ = worker.pid.load(std::memory_order_relaxed);
+  }
+  // A pidfd pins the pid: signals through it can never hit a recycled pid.
+  pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
+}
+
+bool Process::join(std::chrono::duration<double> timeout) {
+  check_owner("join");
+  WorkerEntry& worker = runtime_->entry(entry_);
+  const Deadline deadline = Deadline::after_seconds(timeout.count());
+  const WaitOutcome outcome = spin_then_park(
+      worker.changed,
+      [&] { return worker.state.load(std::memory_order_acquire) == WorkerEntry::kExited; },
+      deadline);
+  return outcome == WaitOutcome::kReady;
+}
+
+bool Process::is_alive() const {
+  if (!started_) return false;
+  return runtime_->entry(entry_).state.load(std::memory_order_acquire) == WorkerEntry::kRunning;
+}
+
+std::optional<int> Process::exitcode() const {
+  if (!started_) return std::nullopt;
+  const WorkerEntry& worker = runtime_->entry(entry_);
+  if (worker.state.load(std::memory_order_acquire) != WorkerEntry::kExited) return std::nullopt;
+  return worker.exit_code.load(std::memory_order_relaxed);
+}
+
+void Process::send(int signal_number) {
+  check_owner(signal_number == SIGKILL ? "kill" : "terminate");
+  if (!is_alive()) return;
+  if (pidfd_ >= 0) {
+    if (::syscall(SYS_pidfd_send_signal, pidfd_, signal_number, nullptr, 0) != 0 &&
+        errno != ESRCH) {
+      throw std::system_error(errno, std::generic_category(), "signalling " + name_);
+    }
+    return;
+  }
+  ::kill(pid_, signal_number);
+}
+
+void Process::terminate() { send(SIGTERM); }
+void Process::kill() { send(SIGKILL); }
+
+}  // namespace ringfork
