@@ -8,16 +8,12 @@
 #include <thread>
 #include <vector>
 
+#include "bench_runtime.h"
 #include "ringfork/process.h"
 
 namespace {
 
-// Made during static initialisation, before main() and before any benchmark thread: the
-// template must be forked from a small, single-threaded process.
-ringfork::Runtime& bench_runtime() {
-  static ringfork::Runtime runtime;
-  return runtime;
-}
+using ringfork::bench::bench_runtime;
 [[maybe_unused]] ringfork::Runtime& early_runtime = bench_runtime();
 
 int trivial_worker(int value) { return value & 0x7f; }

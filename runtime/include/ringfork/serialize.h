@@ -134,6 +134,16 @@ struct Codec<std::vector<T>> {
   }
 };
 
+template <class... Ts>
+struct Codec<std::tuple<Ts...>> {
+  static void encode(ArgWriter& out, const std::tuple<Ts...>& values) {
+    std::apply([&](const Ts&... each) { (Codec<Ts>::encode(out, each), ...); }, values);
+  }
+  static std::tuple<Ts...> decode(ArgReader& in) {
+    return std::tuple<Ts...>{Codec<Ts>::decode(in)...};
+  }
+};
+
 template <class... Args>
 void encode_all(ArgWriter& out, const Args&... args) {
   (Codec<std::decay_t<Args>>::encode(out, args), ...);

@@ -1,0 +1,115 @@
+// PoolCore: the untyped machinery under Pool - worker processes, their task queues, the
+// result queue, crash detection and replacement, and the callback threads.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "ringfork/pool_task.h"
+#include "ringfork/process.h"
+#include "ringfork/queue.h"
+
+namespace ringfork {
+
+struct PoolOptions {
+  // Run once in each worker before its first task (Python's initializer + initargs).
+  std::optional<PackedCall> initializer;
+  // A worker exits after this many tasks and is replaced; 0 = never.
+  std::size_t maxtasksperchild = 0;
+  // Threads in the parent that run callbacks and complete AsyncResults.
+  int callback_threads = 2;
+};
+
+// How a task ended, as seen by the parent.
+struct TaskOutcome {
+  enum Kind { kSucceeded, kRaised, kCrashed, kTerminated };
+  Kind kind;
+  std::vector<std::byte> payload;  // the encoded result, or the error message
+  int exit_code = 0;               // kCrashed: the worker's exit status or -signal
+};
+
+class PoolCore {
+ public:
+  using Completion = std::function<void(TaskOutcome&&)>;
+
+  PoolCore(Runtime& runtime, int processes, PoolOptions options);
+  ~PoolCore();
+  PoolCore(const PoolCore&) = delete;
+  PoolCore& operator=(const PoolCore&) = delete;
+
+  // Queues a task; `on_done` runs on a callback thread when it ends (however it ends).
+  // Throws std::logic_error after close() or terminate().
+  void submit(PoolTrampoline trampoline, std::uintptr_t function,
+              const std::vector<std::byte>& arguments, Completion on_done);
+
+  void close();
+  void terminate();
+  // Waits for every worker to exit; requires close() or terminate() first.
+  void join();
+
+  int processes() const noexcept { return processes_; }
+  // Workers currently alive (replacements included).
+  int live_workers() const;
+  std::uint64_t workers_started() const noexcept {
+    return workers_started_.load(std::memory_order_relaxed);
+  }
+  // Exceptions thrown by user callbacks: reported on stderr and counted, never lost.
+  std::uint64_t callback_errors() const noexcept {
+    return callback_errors_.load(std::memory_order_relaxed);
+  }
+
+ private:
+  struct Worker {
+    std::unique_ptr<Queue<Bytes>> tasks;
+    std::unique_ptr<Process> process;
+    std::deque<std::uint64_t> outstanding;  // ids sent to `tasks`, not yet finished, in order
+    std::uint64_t finished = 0;             // results received for tasks sent to `tasks`
+    bool running = false;
+  };
+  struct Job {
+    std::uint32_t worker;
+    Completion on_done;
+  };
+
+  void start_worker(std::uint32_t index);
+  void dispatch_loop();
+  void handle_result(const Bytes& message);
+  void check_workers();
+  void fail(std::uint64_t id, TaskOutcome&& outcome);
+  void deliver(Completion&& on_done, TaskOutcome&& outcome);
+  void callback_loop();
+
+  Runtime& runtime_;
+  const int processes_;
+  PoolOptions options_;
+  std::unique_ptr<Queue<Bytes>> results_;
+
+  mutable std::mutex mutex_;  // guards everything below up to the threads
+  std::condition_variable all_exited_;
+  std::vector<Worker> workers_;
+  std::unordered_map<std::uint64_t, Job> jobs_;
+  std::uint64_t next_id_ = 1;
+  bool closed_ = false;
+  bool terminated_ = false;
+
+  std::atomic<bool> stop_dispatch_{false};
+  std::atomic<std::uint64_t> workers_started_{0};
+  std::atomic<std::uint64_t> callback_errors_{0};
+  std::thread dispatcher_;
+  struct CallbackQueue;
+  std::unique_ptr<CallbackQueue> callbacks_;
+  std::vector<std::thread> callback_threads_;
+  bool joined_ = false;
+};
+
+}  // namespace ringfork
