@@ -72,6 +72,13 @@ PAIRS = [
     Pair("BM_SpawnJoinTemplate", "py_process_fork", "rate", None, "spawn+join vs Python"),
     Pair("BM_PoolApplyAsync", "py_pool_apply_async", "rate", 100, "Pool.apply_async vs Python"),
     Pair("BM_PoolMap/1000", "py_pool_map", "rate", 20, "Pool.map vs Python"),
+    Pair("BM_UringReader", "BM_ReadSyscall", "rate", 0.9, "io_uring reader vs read(2), bytes"),
+    # Python ringfork.Queue (bench/python_queue.py, which measures its baselines in the same run).
+    Pair("rf_queue/64", "mp_queue/64", "rate", 10, "Python ringfork.Queue vs mp.Queue, bytes"),
+    Pair("rf_queue/4096", "mp_queue/4096", "rate", 10, "Python ringfork.Queue vs mp.Queue, bytes"),
+    Pair("rf_queue/dict", "mp_queue/dict", "rate", 3, "Python ringfork.Queue vs mp.Queue, dict"),
+    *[Pair(f"rf_queue/{size}", f"{peer}/{size}", "rate", None, "Python ringfork.Queue vs peer")
+      for peer in ("mp_simplequeue", "mp_pipe") for size in (64, 4096, "dict")],
 ]
 
 # Suffixes Google Benchmark appends to a name that do not change what is measured.
@@ -244,6 +251,28 @@ def run_python(args, progress):
     for b in json.loads(proc.stdout)["benchmarks"]:
         results[b["name"]] = {
             "name": b["name"], "source": "python_baseline.py", "reps": b["reps"],
+            "best": {"items_per_second": b["best"], "ns_per_item": 1e9 / b["best"]},
+            "median": {"items_per_second": b["median"], "ns_per_item": 1e9 / b["median"]},
+        }
+    return results, None
+
+
+def run_python_queue(args, build, progress):
+    """bench/python_queue.py against the build's ringfork module (BUILD/python)."""
+    module_dir = build / "python"
+    if not (module_dir / "ringfork" / "__init__.py").exists():
+        return {}, f"skipped python_queue.py: {module_dir}/ringfork not built"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(module_dir), env.get("PYTHONPATH")) if p)
+    cmd = [sys.executable, str(HERE / "python_queue.py")] + (["--quick"] if args.quick else [])
+    progress.show("running python_queue.py (ringfork.Queue vs multiprocessing)")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    if proc.returncode != 0:
+        return {}, f"failed: python_queue.py exited {proc.returncode}: {proc.stderr.strip()[-300:]}"
+    results = {}
+    for b in json.loads(proc.stdout)["benchmarks"]:
+        results[b["name"]] = {
+            "name": b["name"], "source": "python_queue.py", "reps": b["reps"],
             "best": {"items_per_second": b["best"], "ns_per_item": 1e9 / b["best"]},
             "median": {"items_per_second": b["median"], "ns_per_item": 1e9 / b["median"]},
         }
@@ -448,6 +477,12 @@ def main():
         if py_failure:
             failures.append(py_failure)
             progress.note(f"run_bench: {py_failure}")
+        rf_results, rf_failure = run_python_queue(args, build, progress)
+        results.update(rf_results)
+        if rf_failure:
+            progress.note(f"run_bench: {rf_failure}")
+            if not rf_failure.startswith("skipped"):
+                failures.append(rf_failure)
     progress.done()
 
     rows = [(pair, evaluate(pair, results)) for pair in PAIRS]

@@ -3,6 +3,7 @@
 #include <concurrentqueue/blockingconcurrentqueue.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -35,8 +36,10 @@ Bytes error_result(std::uint64_t id, std::uint32_t worker, const std::string& me
 // What every pool worker runs: take a task, run it, put its result, until the task queue is
 // closed and drained (or maxtasksperchild is reached).
 int pool_worker_main(Queue<Bytes> tasks, Queue<Bytes> results, std::uint32_t worker,
-                     std::uint64_t max_tasks, Bytes initializer) {
+                     std::uint64_t max_tasks, Bytes initializer, std::uint64_t answered_offset) {
   const DecodeContext context = Runtime::current()->decode_context();
+  auto* answered = Runtime::current()->segment().at(
+      Offset<std::atomic<std::uint64_t>>{answered_offset + worker * sizeof(std::uint64_t)});
   if (!initializer.empty()) {
     ArgReader in(initializer, context);
     const auto trampoline = reinterpret_cast<PoolTrampoline>(in.read_raw<std::uint64_t>());
@@ -67,6 +70,8 @@ int pool_worker_main(Queue<Bytes> tasks, Queue<Bytes> results, std::uint32_t wor
     } catch (...) {
       results.put(error_result(header[0], worker, "an exception not derived from std::exception"));
     }
+    // release: the result is in the queue before the parent may count it as answered.
+    answered->fetch_add(1, std::memory_order_release);
   }
   return 0;
 }
@@ -90,6 +95,10 @@ PoolCore::PoolCore(Runtime& runtime, int processes, PoolOptions options)
     throw std::invalid_argument("PoolOptions.callback_threads must be at least 1");
   }
   results_ = std::make_unique<Queue<Bytes>>(Queue<Bytes>::create(runtime.arena(), runtime.pool()));
+  answered_offset_ = runtime.arena().allocate_or_throw(
+      sizeof(std::uint64_t) * static_cast<std::size_t>(processes), kCacheLineSize, "pool counters");
+  answered_ = runtime.segment().at(Offset<std::atomic<std::uint64_t>>{answered_offset_},
+                                   static_cast<std::size_t>(processes));
   workers_.resize(static_cast<std::size_t>(processes));
   {
     std::lock_guard lock(mutex_);
@@ -124,7 +133,7 @@ void PoolCore::start_worker(std::uint32_t index) {
   }
   worker.process = std::make_unique<Process>(runtime_, &pool_worker_main, *worker.tasks, *results_,
                                              index, std::uint64_t{options_.maxtasksperchild},
-                                             initializer);
+                                             initializer, answered_offset_);
   worker.process->set_name("PoolWorker-" + std::to_string(index));
   worker.process->start();
   worker.running = true;
@@ -147,7 +156,7 @@ void PoolCore::submit(PoolTrampoline trampoline, std::uintptr_t function,
   if (!arguments.empty()) std::memcpy(message.data() + kTaskHeader, arguments.data(), arguments.size());
   // Under the lock, so that the queue's order and `outstanding`'s order agree.
   workers_[chosen].tasks->put(message);
-  workers_[chosen].outstanding.push_back(id);
+  workers_[chosen].outstanding.emplace_back(workers_[chosen].sent++, id);
   jobs_.emplace(id, Job{chosen, std::move(on_done)});
 }
 
@@ -180,12 +189,11 @@ void PoolCore::handle_result(const Bytes& message) {
     if (job == jobs_.end()) return;  // already failed (the pool was terminated)
     Worker& worker = workers_[job->second.worker];
     for (auto it = worker.outstanding.begin(); it != worker.outstanding.end(); ++it) {
-      if (*it == id) {
+      if (it->second == id) {
         worker.outstanding.erase(it);
         break;
       }
     }
-    ++worker.finished;
     on_done = std::move(job->second.on_done);
     jobs_.erase(job);
   }
@@ -212,12 +220,18 @@ void PoolCore::check_workers() {
   for (std::uint32_t index : exited) {
     Worker& worker = workers_[index];
     const int exit_code = *worker.process->exitcode();
-    // Tasks claimed from this worker's queue but never answered: the one it was running.
+    // A task claimed from this worker's queue and never answered is the one it was running:
+    // workers take tasks one at a time, so it is the last one claimed. (Its earlier results
+    // may still sit in the result queue behind other workers' messages: they are matched
+    // by id whenever they arrive.)
     const std::uint64_t claimed = worker.tasks->counters().gets;
-    if (claimed > worker.finished && !worker.outstanding.empty()) {
-      const std::uint64_t id = worker.outstanding.front();
-      worker.outstanding.pop_front();
-      ++worker.finished;
+    const std::uint64_t answered = answered_[index].load(std::memory_order_acquire);
+    const auto running_task =
+        std::find_if(worker.outstanding.begin(), worker.outstanding.end(),
+                     [&](const auto& entry) { return entry.first + 1 == claimed; });
+    if (claimed > answered && running_task != worker.outstanding.end()) {
+      const std::uint64_t id = running_task->second;
+      worker.outstanding.erase(running_task);
       const auto job = jobs_.find(id);
       if (job != jobs_.end()) {
         const std::string what = "worker " + std::to_string(worker.process->pid()) +
@@ -236,7 +250,7 @@ void PoolCore::check_workers() {
     } catch (const std::exception& error) {
       // No replacement (the template is gone): the worker's queued tasks cannot run.
       const std::string what = std::string("no replacement worker: ") + error.what();
-      for (std::uint64_t id : worker.outstanding) {
+      for (const auto& [sequence, id] : worker.outstanding) {
         const auto job = jobs_.find(id);
         if (job == jobs_.end()) continue;
         failed.emplace_back(std::move(job->second.on_done), crashed_outcome(what, exit_code));
@@ -261,15 +275,19 @@ void PoolCore::callback_loop() {
     callbacks_->items.wait_dequeue(item);
     if (item == nullptr) return;  // the stop sentinel
     std::unique_ptr<CallbackQueue::Item> owned(item);
-    try {
-      owned->on_done(std::move(owned->outcome));
-    } catch (const std::exception& error) {
-      callback_errors_.fetch_add(1, std::memory_order_relaxed);
-      std::fprintf(stderr, "ringfork: a Pool callback threw: %s\n", error.what());
-    } catch (...) {
-      callback_errors_.fetch_add(1, std::memory_order_relaxed);
-      std::fprintf(stderr, "ringfork: a Pool callback threw a non-std exception\n");
-    }
+    run_callback(owned->on_done, owned->outcome);
+  }
+}
+
+void PoolCore::run_callback(Completion& on_done, TaskOutcome& outcome) noexcept {
+  try {
+    on_done(std::move(outcome));
+  } catch (const std::exception& error) {
+    callback_errors_.fetch_add(1, std::memory_order_relaxed);
+    std::fprintf(stderr, "ringfork: a Pool callback threw: %s\n", error.what());
+  } catch (...) {
+    callback_errors_.fetch_add(1, std::memory_order_relaxed);
+    std::fprintf(stderr, "ringfork: a Pool callback threw a non-std exception\n");
   }
 }
 
@@ -315,6 +333,14 @@ void PoolCore::join() {
   for (std::size_t i = 0; i < callback_threads_.size(); ++i) callbacks_->items.enqueue(nullptr);
   for (std::thread& thread : callback_threads_) thread.join();
   callback_threads_.clear();
+  // moodycamel keeps FIFO order per producer only: a stop sentinel (from this thread) may be
+  // taken before completions the dispatcher queued earlier. Run whatever is left here.
+  CallbackQueue::Item* item = nullptr;
+  while (callbacks_->items.try_dequeue(item)) {
+    if (item == nullptr) continue;
+    std::unique_ptr<CallbackQueue::Item> owned(item);
+    run_callback(owned->on_done, owned->outcome);
+  }
   joined_ = true;
 }
 

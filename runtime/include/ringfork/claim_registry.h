@@ -27,9 +27,10 @@ struct ClaimRegistry {
   // True if a live process other than a dead one has announced a claim covering `position`.
   bool live_claim_covers(std::uint64_t position) const noexcept {
     for (const ClaimRecord& record : records) {
-      // relaxed: ordered by the caller's acquire of the ring index that made the claim
-      // visible (the claimer stored its record before its acq_rel CAS of that index).
-      const std::uint64_t start = record.position.load(std::memory_order_relaxed);
+      // acquire: pairs with finish_claim's release, so a record seen idle means the slots
+      // it covered were published first. An announced claim is visible through the
+      // caller's acquire of the ring index (stored before the claimer's acq_rel CAS).
+      const std::uint64_t start = record.position.load(std::memory_order_acquire);
       if (start == ClaimRecord::kIdle) continue;
       const std::uint32_t count = record.count.load(std::memory_order_relaxed);
       if (position - start < count && process_alive(record.pid.load(std::memory_order_relaxed))) {

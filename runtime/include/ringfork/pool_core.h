@@ -72,8 +72,9 @@ class PoolCore {
   struct Worker {
     std::unique_ptr<Queue<Bytes>> tasks;
     std::unique_ptr<Process> process;
-    std::deque<std::uint64_t> outstanding;  // ids sent to `tasks`, not yet finished, in order
-    std::uint64_t finished = 0;             // results received for tasks sent to `tasks`
+    // (sequence number in `tasks`, task id) of tasks sent and not yet finished, in order.
+    std::deque<std::pair<std::uint64_t, std::uint64_t>> outstanding;
+    std::uint64_t sent = 0;  // tasks ever put on `tasks`
     bool running = false;
   };
   struct Job {
@@ -88,11 +89,17 @@ class PoolCore {
   void fail(std::uint64_t id, TaskOutcome&& outcome);
   void deliver(Completion&& on_done, TaskOutcome&& outcome);
   void callback_loop();
+  // Runs one completion; an exception from a user callback is reported and counted.
+  void run_callback(Completion& on_done, TaskOutcome& outcome) noexcept;
 
   Runtime& runtime_;
   const int processes_;
   PoolOptions options_;
   std::unique_ptr<Queue<Bytes>> results_;
+  // Per task queue, in shared memory: results its workers have put. Tasks claimed from the
+  // queue minus this is the task a dead worker was running (0 or 1 of them).
+  std::uint64_t answered_offset_ = 0;
+  std::atomic<std::uint64_t>* answered_ = nullptr;
 
   mutable std::mutex mutex_;  // guards everything below up to the threads
   std::condition_variable all_exited_;

@@ -362,6 +362,9 @@ class MpmcRing {
     if (slot == nullptr) return false;
     if (slot->state.load(std::memory_order_acquire) != lap_base(position)) return false;
     if (control_->producers.live_claim_covers(position)) return false;
+    // The claimer may have published and left its record idle while we scanned: the scan's
+    // acquire loads make its publication visible to this re-read.
+    if (slot->state.load(std::memory_order_acquire) != lap_base(position)) return false;
     // acq_rel: like a consumer's claim; nobody will ever publish this position.
     if (!control_->head.compare_exchange_strong(position, position + 1, std::memory_order_acq_rel)) {
       return false;

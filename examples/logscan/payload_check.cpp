@@ -1,0 +1,312 @@
+#include "payload_check.h"
+
+#include <simdjson.h>
+
+#include <cstring>
+#include <new>
+#include <pugixml.hpp>
+#include <vector>
+
+namespace logscan {
+
+static_assert(kJsonPadding >= simdjson::SIMDJSON_PADDING,
+              "kJsonPadding must cover simdjson's padding for in-place parsing");
+
+PayloadKind payload_kind(std::string_view doc) noexcept {
+  if (doc.empty()) return PayloadKind::kNone;
+  switch (doc.front()) {
+    case '{':
+    case '[':
+      return PayloadKind::kJson;
+    case '<':
+      return PayloadKind::kXml;
+    default:
+      return PayloadKind::kOther;
+  }
+}
+
+namespace {
+
+constexpr bool is_xml_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+constexpr bool is_name_start(char c) {
+  const auto u = static_cast<unsigned char>(c);
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' || u >= 0x80;
+}
+
+constexpr bool is_xml_char(std::uint32_t cp) {
+  return cp == 0x9 || cp == 0xA || cp == 0xD || (cp >= 0x20 && cp <= 0xD7FF) ||
+         (cp >= 0xE000 && cp <= 0xFFFD) || (cp >= 0x10000 && cp <= 0x10FFFF);
+}
+
+// The document is valid UTF-8 already, so only the excluded code points need a look: the
+// C0 controls other than tab, LF and CR, and U+FFFE/U+FFFF (EF BF BE, EF BF BF).
+bool only_xml_chars(std::string_view doc) {
+  for (std::size_t i = 0; i < doc.size(); ++i) {
+    const auto c = static_cast<unsigned char>(doc[i]);
+    if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') return false;
+    if (c == 0xEF && i + 2 < doc.size() && static_cast<unsigned char>(doc[i + 1]) == 0xBF &&
+        (static_cast<unsigned char>(doc[i + 2]) & 0xFE) == 0xBE) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// `&` at doc[pos]: one of the five predefined entities, or a character reference naming an
+// XML Char. Returns the position after the `;`, or npos.
+std::size_t entity_reference_end(std::string_view doc, std::size_t pos) {
+  const std::size_t semi = doc.find(';', pos + 1);
+  if (semi == std::string_view::npos) return semi;
+  const std::string_view body = doc.substr(pos + 1, semi - pos - 1);
+  if (body == "lt" || body == "gt" || body == "amp" || body == "apos" || body == "quot") {
+    return semi + 1;
+  }
+  if (body.size() < 2 || body[0] != '#') return std::string_view::npos;
+  const bool hex = body[1] == 'x';
+  const std::string_view number = body.substr(hex ? 2 : 1);
+  if (number.empty()) return std::string_view::npos;
+  std::uint32_t cp = 0;
+  for (char c : number) {
+    unsigned digit;
+    if (c >= '0' && c <= '9') {
+      digit = static_cast<unsigned>(c - '0');
+    } else if (hex && c >= 'a' && c <= 'f') {
+      digit = static_cast<unsigned>(c - 'a' + 10);
+    } else if (hex && c >= 'A' && c <= 'F') {
+      digit = static_cast<unsigned>(c - 'A' + 10);
+    } else {
+      return std::string_view::npos;
+    }
+    cp = cp * (hex ? 16 : 10) + digit;
+    if (cp > 0x10FFFF) return std::string_view::npos;
+  }
+  return is_xml_char(cp) ? semi + 1 : std::string_view::npos;
+}
+
+// <?xml version="..." (encoding="...")? (standalone="yes|no")? ?> at the start.
+std::size_t declaration_end(std::string_view doc) {
+  std::size_t pos = 5;  // after "<?xml"
+  const auto spaces = [&] {
+    const std::size_t from = pos;
+    while (pos < doc.size() && is_xml_space(doc[pos])) ++pos;
+    return pos > from;
+  };
+  const auto attribute = [&](std::string_view name, auto&& valid_value) {
+    const std::size_t saved = pos;
+    if (!spaces() || doc.substr(pos, name.size()) != name) {
+      pos = saved;
+      return false;
+    }
+    pos += name.size();
+    spaces();
+    if (pos >= doc.size() || doc[pos] != '=') return pos = saved, false;
+    ++pos;
+    spaces();
+    if (pos >= doc.size() || (doc[pos] != '"' && doc[pos] != '\'')) return pos = saved, false;
+    const std::size_t close = doc.find(doc[pos], pos + 1);
+    if (close == std::string_view::npos || !valid_value(doc.substr(pos + 1, close - pos - 1))) {
+      return pos = saved, false;
+    }
+    pos = close + 1;
+    return true;
+  };
+  const auto version = [](std::string_view v) {
+    if (v.empty()) return false;
+    for (char c : v) {
+      if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+            c == '.' || c == '_' || c == ':' || c == '-')) {
+        return false;
+      }
+    }
+    return true;
+  };
+  const auto encoding = [](std::string_view v) {
+    if (v.empty() || !((v[0] >= 'a' && v[0] <= 'z') || (v[0] >= 'A' && v[0] <= 'Z'))) {
+      return false;
+    }
+    for (char c : v) {
+      if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+            c == '.' || c == '_' || c == '-')) {
+        return false;
+      }
+    }
+    return true;
+  };
+  const auto standalone = [](std::string_view v) { return v == "yes" || v == "no"; };
+  if (!attribute("version", version)) return std::string_view::npos;
+  attribute("encoding", encoding);
+  attribute("standalone", standalone);
+  spaces();
+  return doc.substr(pos, 2) == "?>" ? pos + 2 : std::string_view::npos;
+}
+
+}  // namespace
+
+bool xml_lexically_well_formed(std::string_view doc, bool& error_element) noexcept {
+  constexpr auto npos = std::string_view::npos;
+  if (!only_xml_chars(doc)) return false;
+  std::size_t pos = 0;
+  if (doc.starts_with("<?xml") && doc.size() > 5 && (is_xml_space(doc[5]) || doc[5] == '?')) {
+    pos = declaration_end(doc);
+    if (pos == npos) return false;
+  }
+  std::size_t depth = 0;
+  bool seen_root = false;
+  while (pos < doc.size()) {
+    const char c = doc[pos];
+    if (c == '<') {
+      const std::string_view rest = doc.substr(pos);
+      if (rest.starts_with("<!--")) {
+        const std::size_t end = doc.find("--", pos + 4);
+        if (end == npos || doc.substr(end, 3) != "-->") return false;
+        pos = end + 3;
+      } else if (rest.starts_with("<![CDATA[")) {
+        const std::size_t end = doc.find("]]>", pos + 9);
+        if (depth == 0 || end == npos) return false;
+        pos = end + 3;
+      } else if (rest.starts_with("<!")) {
+        return false;  // a DOCTYPE (or any other declaration)
+      } else if (rest.starts_with("<?")) {
+        // A processing instruction: outside the element it makes the payload malformed;
+        // inside, its target may not be `xml` in any case (only the declaration is).
+        if (depth == 0 || rest.size() < 3 || !is_name_start(rest[2])) return false;
+        std::size_t t = 2;
+        while (t < rest.size() && !is_xml_space(rest[t]) && rest[t] != '?') ++t;
+        const std::string_view target = rest.substr(2, t - 2);
+        if (target.size() == 3 && (target[0] | 0x20) == 'x' && (target[1] | 0x20) == 'm' &&
+            (target[2] | 0x20) == 'l') {
+          return false;
+        }
+        const std::size_t end = doc.find("?>", pos + 2);
+        if (end == npos) return false;
+        pos = end + 2;
+      } else if (rest.starts_with("</")) {
+        const std::size_t end = doc.find('>', pos);
+        if (depth == 0 || end == npos) return false;
+        --depth;
+        pos = end + 1;
+      } else {
+        if (depth == 0 && seen_root) return false;  // a second element
+        seen_root = true;
+        std::size_t name_end = pos + 1;
+        while (name_end < doc.size() && !is_xml_space(doc[name_end]) && doc[name_end] != '/' &&
+               doc[name_end] != '>') {
+          ++name_end;
+        }
+        std::string_view name = doc.substr(pos + 1, name_end - pos - 1);
+        const std::size_t colon = name.rfind(':');
+        if (colon != npos) name.remove_prefix(colon + 1);
+        if (name == "error" || name == "Fault") error_element = true;
+        // The attributes: quoted values may hold '>' and must hold only valid references.
+        std::size_t i = name_end;
+        char quote = 0;
+        for (; i < doc.size(); ++i) {
+          const char a = doc[i];
+          if (quote) {
+            if (a == quote) {
+              quote = 0;
+            } else if (a == '<') {
+              return false;
+            } else if (a == '&') {
+              const std::size_t after = entity_reference_end(doc, i);
+              if (after == npos) return false;
+              i = after - 1;
+            }
+          } else if (a == '"' || a == '\'') {
+            quote = a;
+          } else if (a == '>') {
+            break;
+          }
+        }
+        if (i >= doc.size()) return false;
+        if (doc[i - 1] != '/') ++depth;
+        pos = i + 1;
+      }
+    } else if (depth == 0) {
+      if (!is_xml_space(c)) return false;  // text outside the element
+      ++pos;
+    } else if (c == '&') {
+      pos = entity_reference_end(doc, pos);
+      if (pos == npos) return false;
+    } else if (c == ']' && doc.substr(pos, 3) == "]]>") {
+      return false;  // not allowed in character data
+    } else {
+      ++pos;
+    }
+  }
+  return seen_root && depth == 0;
+}
+
+struct PayloadChecker::Impl {
+  simdjson::dom::parser json;  // max depth: simdjson's default, 1024, the contract's limit
+  std::vector<char> padded;    // a copy of a payload without enough readable bytes after it
+  pugi::xml_document xml;
+
+  PayloadVerdict check_json(std::string_view doc, std::size_t readable_after) {
+    PayloadVerdict v{PayloadKind::kJson, true, false};
+    const char* data = doc.data();
+    if (readable_after < simdjson::SIMDJSON_PADDING) {
+      padded.resize(doc.size() + simdjson::SIMDJSON_PADDING);
+      std::memcpy(padded.data(), doc.data(), doc.size());
+      std::memset(padded.data() + doc.size(), 0, simdjson::SIMDJSON_PADDING);
+      data = padded.data();
+    }
+    // simdjson's DOM parse enforces RFC 8259 and each of the contract's limits: UTF-8,
+    // depth 1024, integers in -2^63..2^64-1, finite doubles, surrogate escapes in pairs;
+    // and it treats a BOM as an error, as the JSON grammar does.
+    simdjson::dom::element root;
+    if (json.parse(data, doc.size(), false).get(root) != simdjson::SUCCESS) return v;
+    v.malformed = false;
+    simdjson::dom::object object;
+    if (root.get_object().get(object) == simdjson::SUCCESS) {
+      for (const auto member : object) {  // a repeated name: one non-null value is enough
+        if (member.key == "error" && !member.value.is_null()) {
+          v.error = true;
+          break;
+        }
+      }
+    }
+    return v;
+  }
+
+  PayloadVerdict check_xml(std::string_view doc) {
+    PayloadVerdict v{PayloadKind::kXml, true, false};
+    if (!simdjson::validate_utf8(doc.data(), doc.size())) return v;
+    bool error_element = false;
+    if (!xml_lexically_well_formed(doc, error_element)) return v;
+    // pugixml checks the rest: names, quoted attributes with whitespace between them,
+    // every tag closed and properly nested, comments/CDATA/PIs terminated.
+    // parse_minimal: no tree of text nodes, no escapes expanded (checked above).
+    const pugi::xml_parse_result result =
+        xml.load_buffer(doc.data(), doc.size(), pugi::parse_minimal, pugi::encoding_utf8);
+    if (!result) return v;
+    v.malformed = false;
+    v.error = error_element;
+    return v;
+  }
+};
+
+PayloadChecker::PayloadChecker() : impl_(std::make_unique<Impl>()) {}
+PayloadChecker::~PayloadChecker() = default;
+PayloadChecker::PayloadChecker(PayloadChecker&&) noexcept = default;
+PayloadChecker& PayloadChecker::operator=(PayloadChecker&&) noexcept = default;
+
+PayloadVerdict PayloadChecker::check(std::string_view doc, std::size_t readable_after) noexcept {
+  try {
+    switch (payload_kind(doc)) {
+      case PayloadKind::kNone:
+        return {PayloadKind::kNone, false, false};
+      case PayloadKind::kOther:
+        return {PayloadKind::kOther, false, false};
+      case PayloadKind::kJson:
+        return impl_->check_json(doc, readable_after);
+      case PayloadKind::kXml:
+        return impl_->check_xml(doc);
+    }
+  } catch (const std::bad_alloc&) {
+  }
+  return {payload_kind(doc), true, false};
+}
+
+}  // namespace logscan

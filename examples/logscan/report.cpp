@@ -1,0 +1,320 @@
+#include "report.h"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <stdexcept>
+#include <utility>
+
+namespace logscan {
+
+void CallCounts::add(const CallCounts& other) {
+  requests += other.requests;
+  responses += other.responses;
+  errors += other.errors;
+  for (std::size_t i = 0; i < status.size(); ++i) status[i] += other.status[i];
+  for (std::size_t i = 0; i < payload.size(); ++i) payload[i] += other.payload[i];
+  unmatched_requests += other.unmatched_requests;
+  unmatched_responses += other.unmatched_responses;
+}
+
+Latency latency_summary(const LatencyHistogram& histogram) {
+  std::vector<std::pair<std::int64_t, std::uint64_t>> sorted(histogram.begin(), histogram.end());
+  std::sort(sorted.begin(), sorted.end());
+  Latency out;
+  for (const auto& [value, n] : sorted) out.count += n;
+  if (out.count == 0) return out;
+  const auto at_rank = [&](std::uint64_t p) {
+    const std::uint64_t rank = (p * out.count + 99) / 100;  // ceil(p/100 * n), exactly
+    std::uint64_t seen = 0;
+    for (const auto& [value, n] : sorted) {
+      seen += n;
+      if (seen >= rank) return value;
+    }
+    return sorted.back().first;
+  };
+  out.p50 = at_rank(50);
+  out.p90 = at_rank(90);
+  out.p99 = at_rank(99);
+  out.max = sorted.back().first;
+  return out;
+}
+
+std::string utf8_with_replacement(std::string_view bytes) {
+  static constexpr std::string_view kReplacement = "\xEF\xBF\xBD";
+  std::string out;
+  out.reserve(bytes.size());
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(bytes[i]); };
+  std::size_t i = 0;
+  while (i < bytes.size()) {
+    const unsigned char lead = byte(i);
+    if (lead < 0x80) {
+      out += static_cast<char>(lead);
+      ++i;
+      continue;
+    }
+    // Unicode Table 3-7: the well-formed sequences, by lead byte: how many continuation
+    // bytes follow and the range of the first one (the rest are 80..BF).
+    std::size_t need = 0;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (lead >= 0xC2 && lead <= 0xDF) {
+      need = 1;
+    } else if (lead >= 0xE0 && lead <= 0xEF) {
+      need = 2;
+      if (lead == 0xE0) lo = 0xA0;
+      if (lead == 0xED) hi = 0x9F;
+    } else if (lead >= 0xF0 && lead <= 0xF4) {
+      need = 3;
+      if (lead == 0xF0) lo = 0x90;
+      if (lead == 0xF4) hi = 0x8F;
+    }
+    std::size_t len = 1;  // the maximal subpart: as far as the bytes fit the pattern
+    while (len <= need && i + len < bytes.size()) {
+      const unsigned char c = byte(i + len);
+      const unsigned char low = len == 1 ? lo : 0x80, high = len == 1 ? hi : 0xBF;
+      if (c < low || c > high) break;
+      ++len;
+    }
+    if (need > 0 && len == need + 1) {
+      out.append(bytes.substr(i, len));
+    } else {
+      out += kReplacement;
+    }
+    i += len;
+  }
+  return out;
+}
+
+CallStats& PartialReport::stats_for(std::string_view call) {
+  auto it = calls_.find(call);
+  if (it == calls_.end()) it = calls_.emplace(std::string(call), CallStats{}).first;
+  return it->second;
+}
+
+void PartialReport::add_call(const Record& record, const PayloadVerdict& payload) {
+  CallStats& stats = stats_for(record.call);
+  CallCounts& c = stats.counts;
+  bool error = false;
+  const bool response = record.dir == Direction::kResponse;
+  if (response) {
+    ++c.responses;
+    const std::int32_t s = record.status;
+    if (s == kMissing) {
+      ++c.status[kStatusMissing];
+    } else if (s >= 200 && s <= 599) {
+      ++c.status[static_cast<std::size_t>(s / 100 - 2)];
+    } else {
+      ++c.status[kStatusOther];
+    }
+    error = s >= 500;
+  } else {
+    ++c.requests;
+  }
+  switch (payload.kind) {
+    case PayloadKind::kNone:
+      ++c.payload[kPayloadNone];
+      break;
+    case PayloadKind::kJson:
+      ++c.payload[kPayloadJson];
+      c.payload[kMalformedJson] += payload.malformed;
+      break;
+    case PayloadKind::kXml:
+      ++c.payload[kPayloadXml];
+      c.payload[kMalformedXml] += payload.malformed;
+      break;
+    case PayloadKind::kOther:
+      ++c.payload[kPayloadOther];
+      break;
+  }
+  c.errors += error || payload.error;
+
+  const bool has_dur = response && record.dur_ms != kMissing;
+  if (has_dur) ++stats.latency[record.dur_ms];
+  if (record.req_id.empty()) return;  // never pairs
+  key_scratch_.clear();
+  const auto call_size = static_cast<std::uint32_t>(record.call.size());
+  key_scratch_.append(reinterpret_cast<const char*>(&call_size), sizeof call_size);
+  key_scratch_.append(record.call);
+  key_scratch_.append(record.req_id);
+  Waiting w;
+  if (response) {
+    w.has_response = true;
+    w.response_ts = record.timestamp_ms;
+    w.response_has_latency = has_dur;
+  } else {
+    w.has_request = true;
+    w.request_ts = record.timestamp_ms;
+  }
+  wait(key_scratch_, w);
+}
+
+void PartialReport::wait(std::string_view key, const Waiting& record) {
+  auto it = waiting_.find(key);
+  if (it == waiting_.end()) {
+    waiting_.emplace(std::string(key), record);
+    return;
+  }
+  Waiting& w = it->second;
+  if (record.has_request) {
+    w.has_request = true;
+    w.request_ts = record.request_ts;
+  }
+  if (record.has_response) {
+    w.has_response = true;
+    w.response_ts = record.response_ts;
+    w.response_has_latency = record.response_has_latency;
+  }
+  if (w.has_request && w.has_response) {
+    const Waiting both = w;
+    waiting_.erase(it);
+    pair(key, both);
+  }
+}
+
+void PartialReport::pair(std::string_view key, const Waiting& both) {
+  if (both.response_has_latency) return;  // its dur_ms counted already
+  const std::int64_t latency = both.response_ts - both.request_ts;
+  if (latency < 0) return;  // clocks disagree: not counted
+  std::uint32_t call_size;
+  std::memcpy(&call_size, key.data(), sizeof call_size);
+  ++stats_for(key.substr(sizeof call_size, call_size)).latency[latency];
+}
+
+void PartialReport::merge(PartialReport&& other) {
+  files += other.files;
+  bytes += other.bytes;
+  lines += other.lines;
+  blank += other.blank;
+  malformed += other.malformed;
+  for (std::size_t i = 0; i < kLevelCount; ++i) levels[i] += other.levels[i];
+  for (auto& [call, stats] : other.calls_) {
+    auto it = calls_.find(call);
+    if (it == calls_.end()) {
+      calls_.emplace(call, std::move(stats));
+      continue;
+    }
+    it->second.counts.add(stats.counts);
+    for (const auto& [value, n] : stats.latency) it->second.latency[value] += n;
+  }
+  // Walk the smaller waiting map: merging stays proportional to what the partials hold.
+  if (other.waiting_.size() > waiting_.size()) std::swap(waiting_, other.waiting_);
+  for (const auto& [key, w] : other.waiting_) wait(key, w);
+  other = PartialReport{};
+}
+
+FinalReport PartialReport::finish() {
+  FinalReport report;
+  report.files = files;
+  report.bytes = bytes;
+  report.lines = lines;
+  report.blank = blank;
+  report.malformed = malformed;
+  report.levels = levels;
+  for (const auto& [key, w] : waiting_) {
+    std::uint32_t call_size;
+    std::memcpy(&call_size, key.data(), sizeof call_size);
+    CallCounts& c = stats_for(std::string_view(key).substr(sizeof call_size, call_size)).counts;
+    c.unmatched_requests += w.has_request;
+    c.unmatched_responses += w.has_response;
+  }
+  // Names that differ only in invalid bytes decode alike; they share one entry.
+  std::map<std::string, CallStats> by_name;  // UTF-8 byte order is code point order
+  for (auto& [call, stats] : calls_) {
+    CallStats& into = by_name[utf8_with_replacement(call)];
+    into.counts.add(stats.counts);
+    for (const auto& [value, n] : stats.latency) into.latency[value] += n;
+  }
+  for (const auto& [name, stats] : by_name) {
+    report.calls.push_back({name, stats.counts, latency_summary(stats.latency)});
+  }
+  *this = PartialReport{};
+  return report;
+}
+
+// ---- encode / decode: fixed-width native-endian fields, for processes of one build.
+
+namespace {
+
+template <class T>
+void put(std::string& out, const T& value) {
+  out.append(reinterpret_cast<const char*>(&value), sizeof value);
+}
+
+void put_bytes(std::string& out, std::string_view bytes) {
+  put(out, static_cast<std::uint64_t>(bytes.size()));
+  out.append(bytes);
+}
+
+struct Reader {
+  std::string_view in;
+  template <class T>
+  T get() {
+    T value;
+    if (in.size() < sizeof value) throw std::invalid_argument("PartialReport::decode: truncated");
+    std::memcpy(&value, in.data(), sizeof value);
+    in.remove_prefix(sizeof value);
+    return value;
+  }
+  std::string_view bytes() {
+    const auto n = get<std::uint64_t>();
+    if (in.size() < n) throw std::invalid_argument("PartialReport::decode: truncated");
+    const std::string_view out = in.substr(0, n);
+    in.remove_prefix(n);
+    return out;
+  }
+};
+
+constexpr std::uint32_t kEncodingVersion = 1;
+
+}  // namespace
+
+std::string PartialReport::encode() const {
+  std::string out;
+  put(out, kEncodingVersion);
+  for (std::uint64_t v : {files, bytes, lines, blank, malformed}) put(out, v);
+  put(out, levels);
+  put(out, static_cast<std::uint64_t>(calls_.size()));
+  for (const auto& [call, stats] : calls_) {
+    put_bytes(out, call);
+    put(out, stats.counts);
+    put(out, static_cast<std::uint64_t>(stats.latency.size()));
+    for (const auto& [value, n] : stats.latency) {
+      put(out, value);
+      put(out, n);
+    }
+  }
+  put(out, static_cast<std::uint64_t>(waiting_.size()));
+  for (const auto& [key, w] : waiting_) {
+    put_bytes(out, key);
+    put(out, w);
+  }
+  return out;
+}
+
+PartialReport PartialReport::decode(std::string_view bytes) {
+  Reader r{bytes};
+  if (r.get<std::uint32_t>() != kEncodingVersion) {
+    throw std::invalid_argument("PartialReport::decode: not a PartialReport of this version");
+  }
+  PartialReport p;
+  for (std::uint64_t* v : {&p.files, &p.bytes, &p.lines, &p.blank, &p.malformed}) {
+    *v = r.get<std::uint64_t>();
+  }
+  p.levels = r.get<decltype(p.levels)>();
+  for (auto n = r.get<std::uint64_t>(); n > 0; --n) {
+    CallStats& stats = p.calls_[std::string(r.bytes())];
+    stats.counts = r.get<CallCounts>();
+    for (auto m = r.get<std::uint64_t>(); m > 0; --m) {
+      const auto value = r.get<std::int64_t>();
+      stats.latency[value] += r.get<std::uint64_t>();
+    }
+  }
+  for (auto n = r.get<std::uint64_t>(); n > 0; --n) {
+    const std::string_view key = r.bytes();
+    p.waiting_.emplace(std::string(key), r.get<Waiting>());
+  }
+  if (!r.in.empty()) throw std::invalid_argument("PartialReport::decode: trailing bytes");
+  return p;
+}
+
+}  // namespace logscan

@@ -1,0 +1,136 @@
+// The logscan report (shared/LOGFORMAT.md, "The report"), built from mergeable parts.
+//
+// A PartialReport is what one scan of some lines produces: counts, an exact latency
+// histogram (value -> count) per call, and the records with a req_id still waiting for their
+// partner. Partials merge in any order, across chunks, workers and files: merge() pairs the
+// waiting records of both sides, so the final report does not depend on how the input was
+// cut. finish() turns the merged whole into a FinalReport: unmatched records counted, calls
+// keyed by their UTF-8-decoded names, percentiles by the nearest-rank method.
+// A PartialReport is a plain value: one thread at a time; encode()/decode() carry it
+// between processes. Methods throw only std::bad_alloc, and decode() std::invalid_argument.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "line_parser.h"
+#include "payload_check.h"
+
+namespace logscan {
+
+enum StatusClass : std::uint8_t { k2xx, k3xx, k4xx, k5xx, kStatusOther, kStatusMissing };
+inline constexpr std::array<std::string_view, 6> kStatusNames = {"2xx", "3xx",   "4xx",
+                                                                 "5xx", "other", "missing"};
+enum PayloadCount : std::uint8_t {
+  kPayloadNone,
+  kPayloadJson,
+  kPayloadXml,
+  kPayloadOther,
+  kMalformedJson,
+  kMalformedXml,
+};
+inline constexpr std::array<std::string_view, 6> kPayloadNames = {
+    "none", "json", "xml", "other", "malformed_json", "malformed_xml"};
+
+struct CallCounts {
+  std::uint64_t requests = 0;
+  std::uint64_t responses = 0;
+  std::uint64_t errors = 0;
+  std::array<std::uint64_t, 6> status{};   // indexed by StatusClass
+  std::array<std::uint64_t, 6> payload{};  // indexed by PayloadCount
+  std::uint64_t unmatched_requests = 0;    // set by finish()
+  std::uint64_t unmatched_responses = 0;   // set by finish()
+
+  void add(const CallCounts& other);
+};
+
+// Latency value (ms) -> how many responses had it.
+using LatencyHistogram = std::unordered_map<std::int64_t, std::uint64_t>;
+
+struct CallStats {
+  CallCounts counts;
+  LatencyHistogram latency;
+};
+
+struct Latency {
+  std::uint64_t count = 0;
+  std::optional<std::int64_t> p50, p90, p99, max;  // nullopt when count is 0
+};
+
+struct FinalCall {
+  std::string name;  // valid UTF-8: invalid sequences replaced by U+FFFD
+  CallCounts counts;
+  Latency latency;
+};
+
+struct FinalReport {
+  std::uint64_t files = 0, bytes = 0, lines = 0, blank = 0, malformed = 0;
+  std::array<std::uint64_t, kLevelCount> levels{};
+  std::vector<FinalCall> calls;  // sorted by name (code point order)
+
+  std::string to_json() const;   // the contract's shape, keys in its order, indent 2
+  std::string to_table() const;  // for people
+};
+
+// Nearest rank: the value at rank ceil(p/100 * n), 1-based, over the sorted values.
+Latency latency_summary(const LatencyHistogram& histogram);
+
+// Bytes decoded as UTF-8, each maximal invalid subpart replaced by U+FFFD.
+std::string utf8_with_replacement(std::string_view bytes);
+
+class PartialReport {
+ public:
+  // Counters the reader adds to (files, bytes) and scan() adds to (the rest).
+  std::uint64_t files = 0, bytes = 0, lines = 0, blank = 0, malformed = 0;
+  std::array<std::uint64_t, kLevelCount> levels{};
+
+  // A call record (kind == kCall) and its payload's verdict.
+  void add_call(const Record& record, const PayloadVerdict& payload);
+
+  // Adds `other` to this report, pairing waiting records across the two.
+  void merge(PartialReport&& other);
+
+  // The final report; this partial is left empty.
+  FinalReport finish();
+
+  std::size_t waiting() const { return waiting_.size(); }
+
+  // A byte string for another process, and back; decode throws std::invalid_argument
+  // for bytes encode() did not produce.
+  std::string encode() const;
+  static PartialReport decode(std::string_view bytes);
+
+ private:
+  // A record with a req_id whose partner has not been seen: the key is the call's length
+  // (4 bytes), the call and the req_id; both halves of a pair meet under one key.
+  struct Waiting {
+    std::int64_t request_ts = 0;
+    std::int64_t response_ts = 0;
+    bool has_request = false;
+    bool has_response = false;
+    bool response_has_latency = false;  // from its dur_ms: timestamps not needed
+  };
+  struct Hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept {
+      return std::hash<std::string_view>{}(s);
+    }
+  };
+  using CallMap = std::unordered_map<std::string, CallStats, Hash, std::equal_to<>>;
+  using WaitingMap = std::unordered_map<std::string, Waiting, Hash, std::equal_to<>>;
+
+  CallStats& stats_for(std::string_view call);
+  void wait(std::string_view key, const Waiting& record);
+  void pair(std::string_view key, const Waiting& both);
+
+  CallMap calls_;
+  WaitingMap waiting_;
+  std::string key_scratch_;
+};
+
+}  // namespace logscan

@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""The C++ logscan and bench/python_logscan.py agree on loggen corpora.
+
+Several seeds, single- and multi-file, one with a multi-MB payload; the C++ side also
+reads in small chunks, so lines and pairs cross chunk boundaries. Reports must be equal as
+JSON (and, as both print the same layout, byte for byte).
+
+    cross_check.py --logscan PATH --loggen PATH --python-logscan PATH
+"""
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+
+# (seed, files, bytes, big_every): big_every below bytes puts a multi-MB payload in.
+CORPORA = [(1, 1, 3 << 20, 64 << 20), (2, 3, 3 << 20, 64 << 20), (3, 4, 4 << 20, 2 << 20),
+           (4, 1, 2 << 20, 1 << 20), (5, 7, 3 << 20, 64 << 20)]
+
+
+def run(cmd):
+    done = subprocess.run([str(c) for c in cmd], capture_output=True, timeout=600)
+    if done.returncode != 0:
+        raise AssertionError(f"{cmd} exited {done.returncode}: {done.stderr.decode(errors='replace')}")
+    return done.stdout
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--logscan", required=True)
+    ap.add_argument("--loggen", required=True)
+    ap.add_argument("--python-logscan", required=True)
+    args = ap.parse_args()
+    passed = failed = 0
+    with tempfile.TemporaryDirectory(prefix="logscan-cross-") as tmp:
+        for seed, files, size, big_every in CORPORA:
+            corpus = f"{tmp}/seed{seed}"
+            run([args.loggen, "--bytes", size, "--seed", seed, "--files", files,
+                 "--big-every", big_every, corpus])
+            again = f"{tmp}/seed{seed}-again"
+            run([args.loggen, "--bytes", size, "--seed", seed, "--files", files,
+                 "--big-every", big_every, again])
+            name = f"seed {seed}, {files} file(s), {size >> 20} MiB"
+            python_text = run([sys.executable, args.python_logscan, "-j", "2", corpus])
+            expected = json.loads(python_text)
+            problems = []
+            if subprocess.run(["diff", "-rq", corpus, again], capture_output=True).returncode:
+                problems.append("loggen is not deterministic: two runs of one seed differ")
+            if expected["malformed"] == 0 or not expected["calls"]:
+                problems.append("corpus lacks malformed lines or calls")
+            for chunk in (None, 4096, 1 << 20):
+                cmd = [args.logscan, corpus] + ([] if chunk is None else ["--chunk-bytes", chunk])
+                text = run(cmd)
+                if json.loads(text) != expected:
+                    problems.append(f"logscan (chunk {chunk}) differs from python_logscan")
+                elif text != python_text:
+                    problems.append(f"logscan (chunk {chunk}) equal as JSON, not byte for byte")
+            if problems:
+                failed += 1
+                print(f"FAIL {name}: " + "; ".join(problems))
+            else:
+                passed += 1
+                print(f"ok   {name}: {expected['lines']} lines, "
+                      f"{sum(c['requests'] + c['responses'] for c in expected['calls'].values())} "
+                      f"call records")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
