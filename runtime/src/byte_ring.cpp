@@ -170,16 +170,10 @@ RingStatus SpscByteRing::pop(std::vector<std::byte>& record, Deadline deadline) 
   return status == RingStatus::kEmpty ? RingStatus::kTimedOut : status;
 }
 
-void SpscByteRing::close() noexcept {
-  control_->closed.store(1, std::memory_order_release);
-  control_->not_empty.notify_all();
-  control_->not_full.notify_all();
-}
+void SpscByteRing::close() noexcept { close_ring(*control_); }
 
 std::size_t SpscByteRing::bytes_held() const noexcept {
-  const std::uint64_t head = control_->head.load(std::memory_order_acquire);
-  const std::uint64_t tail = control_->tail.load(std::memory_order_acquire);
-  return tail - head > capacity() ? 0 : static_cast<std::size_t>(tail - head);
+  return published_span(*control_, capacity());
 }
 
 RingCounters SpscByteRing::counters() const noexcept {

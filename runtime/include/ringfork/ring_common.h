@@ -59,6 +59,23 @@ RingCounters read_common_counters(const Control& control) noexcept {
   return counters;
 }
 
+// close(): producers get kClosed from now on; consumers drain what is left, then kClosed.
+template <class Control>
+void close_ring(Control& control) noexcept {
+  // release: whatever was published before close stays visible to consumers that see it.
+  control.closed.store(1, std::memory_order_release);
+  control.not_empty.notify_all();
+  control.not_full.notify_all();
+}
+
+// tail - head as published; 0 for indices that cannot be right (a corrupt peer).
+template <class Control>
+std::size_t published_span(const Control& control, std::uint64_t capacity) noexcept {
+  const std::uint64_t head = control.head.load(std::memory_order_acquire);
+  const std::uint64_t tail = control.tail.load(std::memory_order_acquire);
+  return tail - head > capacity ? 0 : static_cast<std::size_t>(tail - head);
+}
+
 inline bool process_alive(std::int32_t pid) noexcept {
   return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM);
 }

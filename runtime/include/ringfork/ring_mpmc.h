@@ -337,20 +337,11 @@ class MpmcRing {
 
   // ---- anyone ----
 
-  void close() noexcept {
-    // release: publishes nothing by itself, but keeps close after earlier pushes.
-    control_->closed.store(1, std::memory_order_release);
-    control_->not_empty.notify_all();
-    control_->not_full.notify_all();
-  }
+  void close() noexcept { close_ring(*control_); }
   bool closed() const noexcept { return control_->closed.load(std::memory_order_acquire) != 0; }
 
   // Claimed and not yet taken; approximate while others are active (like Python's qsize).
-  std::size_t size() const noexcept {
-    const std::uint64_t head = control_->head.load(std::memory_order_acquire);
-    const std::uint64_t tail = control_->tail.load(std::memory_order_acquire);
-    return tail - head > capacity() ? 0 : static_cast<std::size_t>(tail - head);
-  }
+  std::size_t size() const noexcept { return published_span(*control_, capacity()); }
 
   // Skips the position at head if its producer died before publishing it. Returns true if
   // a hole was skipped. Called by blocked consumers; callable by anyone.

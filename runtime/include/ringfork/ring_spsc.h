@@ -225,20 +225,11 @@ class SpscRing {
   // ---- either side ----
 
   // After close() producers get kClosed; consumers drain what is left, then get kClosed.
-  void close() noexcept {
-    // release: whatever was published before close stays visible to consumers that see it.
-    control_->closed.store(1, std::memory_order_release);
-    control_->not_empty.notify_all();
-    control_->not_full.notify_all();
-  }
+  void close() noexcept { close_ring(*control_); }
   bool closed() const noexcept { return control_->closed.load(std::memory_order_acquire) != 0; }
 
   // Messages published and not yet released; exact when both sides are quiescent.
-  std::size_t size() const noexcept {
-    const std::uint64_t head = control_->head.load(std::memory_order_acquire);
-    const std::uint64_t tail = control_->tail.load(std::memory_order_acquire);
-    return tail - head > capacity() ? 0 : static_cast<std::size_t>(tail - head);
-  }
+  std::size_t size() const noexcept { return published_span(*control_, capacity()); }
 
   RingCounters counters() const noexcept {
     RingCounters counters = read_common_counters(*control_);
