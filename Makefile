@@ -8,7 +8,7 @@ SANITIZER_ENV := ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 
-.PHONY: all deps deps-bench build test demo bench sanitize asan tsan install clean
+.PHONY: all deps deps-bench build test demo demo-queue bench sanitize asan tsan install clean
 
 all: build
 
@@ -27,7 +27,12 @@ build: deps $(BUILD)/build.ninja
 test: build
 	meson test -C $(BUILD) --no-suite tsan --print-errorlogs
 
+# logscan on a 1 GB sample corpus, made once in $(BUILD)/demo-corpus.
 demo: build
+	scripts/demo.sh $(BUILD)
+
+# The program that hangs with Python's multiprocessing.Queue, ported.
+demo-queue: build
 	$(BUILD)/examples/queue_join
 
 bench: deps-bench build

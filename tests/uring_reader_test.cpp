@@ -196,7 +196,7 @@ TEST(UringReader, RandomFilesComeBackByteForByteAtEveryChunkSize) {
     paths.push_back(
         dir.write("f" + std::to_string(100 + i), random_lines(rng, size, max_line, i % 3 != 0)));
   }
-  for (const std::size_t chunk : {std::size_t{4096}, std::size_t{16384}, std::size_t{65536},
+  for (const std::size_t chunk : {std::size_t{256}, std::size_t{4096}, std::size_t{16384}, std::size_t{65536},
                                   std::size_t{1} << 20, std::size_t{8} << 20}) {
     for (const UringFixedBuffers fixed :
          {UringFixedBuffers::kAlways, UringFixedBuffers::kNever, UringFixedBuffers::kForDirectIo}) {
@@ -638,7 +638,7 @@ TEST(UringReader, BadOptionsAreRejected) {
   PoolFixture f;
   EXPECT_THROW(UringReader(f.pool, {}, {.queue_depth = 0}), std::invalid_argument);
   EXPECT_THROW(UringReader(f.pool, {}, {.queue_depth = 65}), std::invalid_argument);
-  EXPECT_THROW(UringReader(f.pool, {}, {.chunk_bytes = 1024}), std::invalid_argument);
+  EXPECT_THROW(UringReader(f.pool, {}, {.chunk_bytes = 255}), std::invalid_argument);
   EXPECT_THROW(UringReader(f.pool, {}, {.chunk_bytes = std::size_t{128} << 20}),
                std::invalid_argument);
   EXPECT_THROW(UringReader(f.pool, {}, {.chunk_bytes = 4096, .direct_io = true}),

@@ -1,186 +1,153 @@
-// logscan, sequential: reads its inputs with read(2) and scans them in one process.
-// The multi-process io_uring pipeline replaces read_chunks() and the loop in main(); the
-// scanning (scan.h) and the report (report.h) stay as they are.
+// logscan: analyses application logs (shared/LOGFORMAT.md) over worker processes.
 //
-//   logscan [--format json|table] [--keep-going] [--chunk-bytes N] PATH...
-#include <fcntl.h>
+//   logscan [-j N] [--format json|table] [--keep-going] [--chunk-bytes N] PATH...
+//
+// The ringfork Runtime is made first, before anything starts a thread, since it forks the
+// template that workers are forked from; the pipeline (pipeline.h) does the rest.
+#include <sched.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
-#include <functional>
+#include <optional>
 #include <string>
-#include <system_error>
+#include <string_view>
 #include <vector>
 
-#include "scan.h"
+#include "pipeline.h"
+#include "ringfork/runtime.h"
 
 namespace {
 
-constexpr const char* kVersion = "0.1.0";
-constexpr std::size_t kDefaultChunkBytes = std::size_t{16} << 20;
+constexpr const char* kVersion = "0.2.0";
 
 void usage(std::FILE* out) {
   std::fputs(
-      "usage: logscan [--format json|table] [--keep-going] PATH...\n"
+      "usage: logscan [options] PATH...\n"
       "Analyses application logs (shared/LOGFORMAT.md) and prints the report.\n"
-      "PATH is a file or a directory (read recursively).\n"
-      "  --format json|table  the contract's JSON report (default) or a table\n"
+      "PATH is a file or a directory (read recursively, in name order).\n"
+      "  -j, --jobs N         worker processes (default: the CPUs this process may use)\n"
+      "  --format json|table  the contract's JSON report (default) or a table for people\n"
       "  --keep-going         report unreadable paths, scan the rest, exit 2 at the end\n"
-      "  --chunk-bytes N      read in chunks of about N bytes (default 16 MiB)\n"
+      "  --chunk-bytes N      read buffer size, at least 256 (default 8388608)\n"
+      "  --no-progress        no progress line (there is none unless stderr is a terminal)\n"
       "  --help, --version\n"
-      "Exit status: 0 done, 1 I/O error while reading, 2 bad usage or unreadable path.\n",
+      "Exit status: 0 done; 1 a read failed part-way; 2 bad usage or a missing or unreadable\n"
+      "path; 3 a worker process died (no report is printed: it would be incomplete).\n",
       out);
 }
 
-struct Chunk {
-  std::string_view lines;      // whole lines, the last perhaps unterminated at file end
-  std::size_t readable_after;  // padding after `lines` the scanner may read
+unsigned available_cpus() {
+  cpu_set_t set;
+  if (::sched_getaffinity(0, sizeof set, &set) == 0) return static_cast<unsigned>(CPU_COUNT(&set));
+  const long online = ::sysconf(_SC_NPROCESSORS_ONLN);
+  return online > 0 ? static_cast<unsigned>(online) : 1;
+}
+
+std::optional<std::uint64_t> parse_count(std::string_view text) {
+  std::uint64_t value = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+struct Arguments {
+  logscan::PipelineOptions pipeline;
+  std::string format = "json";
+  bool no_progress = false;
+  std::vector<std::string> paths;
 };
 
-// Reads `path` in chunks of about `chunk_bytes`, each cut after its last '\n' (a line
-// longer than a chunk grows the buffer), and hands each to `consume`. Returns the file's
-// size; throws std::system_error naming the path.
-std::uint64_t read_chunks(const std::string& path, std::size_t chunk_bytes,
-                          const std::function<void(const Chunk&)>& consume) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw std::system_error(errno, std::generic_category(), "cannot read '" + path + "'");
-  std::vector<char> buffer(chunk_bytes + logscan::kJsonPadding);
-  std::size_t filled = 0;  // bytes in buffer: carried remainder plus new reads
-  std::uint64_t total = 0;
-  bool eof = false;
-  while (!eof) {
-    if (buffer.size() - logscan::kJsonPadding - filled < chunk_bytes / 2) {
-      buffer.resize(std::max(buffer.size() * 2, filled + chunk_bytes + logscan::kJsonPadding));
-    }
-    const ssize_t n =
-        ::read(fd, buffer.data() + filled, buffer.size() - logscan::kJsonPadding - filled);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      throw std::system_error(err, std::generic_category(), "cannot read '" + path + "'");
-    }
-    eof = n == 0;
-    filled += static_cast<std::size_t>(n);
-    total += static_cast<std::uint64_t>(n);
-    std::size_t cut = filled;  // at end of file the last line goes too, terminated or not
-    if (!eof) {
-      const std::string_view data(buffer.data(), filled);
-      const std::size_t nl = data.rfind('\n');
-      if (nl == std::string_view::npos) continue;  // no whole line yet: read more
-      cut = nl + 1;
-    }
-    if (cut > 0) {
-      consume({std::string_view(buffer.data(), cut), buffer.size() - cut});
-      std::memmove(buffer.data(), buffer.data() + cut, filled - cut);
-      filled -= cut;
-    }
-  }
-  ::close(fd);
-  return total;
-}
-
-// The files under `path` (a directory recursively, in name order), or `path` itself.
-std::vector<std::string> expand(const std::string& path) {
-  namespace fs = std::filesystem;
-  std::vector<std::string> files;
-  const fs::file_status status = fs::status(path);
-  if (!fs::exists(status)) {
-    throw std::system_error(ENOENT, std::generic_category(), "cannot read '" + path + "'");
-  }
-  if (!fs::is_directory(status)) {
-    files.push_back(path);
-    return files;
-  }
-  for (const auto& entry : fs::recursive_directory_iterator(path)) {
-    if (!entry.is_directory()) files.push_back(entry.path().string());
-  }
-  std::sort(files.begin(), files.end());
-  return files;
-}
-
-}  // namespace
-
-int main(int argc, char** argv) {
-  std::string format = "json";
-  bool keep_going = false;
-  std::size_t chunk_bytes = kDefaultChunkBytes;
-  std::vector<std::string> paths;
+// Parses argv; returns an exit status when the program should stop (help, version, misuse).
+std::optional<int> parse(int argc, char** argv, Arguments& args) {
+  args.pipeline.jobs = available_cpus();
+  auto value_of = [&](int& i, std::string_view option) -> std::optional<std::string_view> {
+    if (i + 1 < argc) return std::string_view(argv[++i]);
+    std::fprintf(stderr, "logscan: %.*s needs a value (see --help)\n",
+                 static_cast<int>(option.size()), option.data());
+    return std::nullopt;
+  };
   for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
+    const std::string_view arg = argv[i];
     if (arg == "--help" || arg == "-h") {
       usage(stdout);
       return 0;
     } else if (arg == "--version") {
       std::printf("logscan %s\n", kVersion);
       return 0;
-    } else if (arg == "--format" && i + 1 < argc) {
-      format = argv[++i];
-      if (format != "json" && format != "table") {
-        std::fprintf(stderr, "logscan: --format must be json or table, not '%s'\n", format.c_str());
+    } else if (arg == "-j" || arg == "--jobs") {
+      const auto text = value_of(i, arg);
+      const auto jobs = text ? parse_count(*text) : std::nullopt;
+      if (!jobs || *jobs == 0 || *jobs > 256) {
+        std::fprintf(stderr, "logscan: -j takes a number of worker processes from 1 to 256\n");
         return 2;
       }
+      args.pipeline.jobs = static_cast<unsigned>(*jobs);
+    } else if (arg == "--format") {
+      const auto text = value_of(i, arg);
+      if (!text || (*text != "json" && *text != "table")) {
+        std::fprintf(stderr, "logscan: --format takes json or table\n");
+        return 2;
+      }
+      args.format = std::string(*text);
     } else if (arg == "--keep-going") {
-      keep_going = true;
-    } else if (arg == "--chunk-bytes" && i + 1 < argc) {
-      chunk_bytes = std::strtoull(argv[++i], nullptr, 10);
-      if (chunk_bytes == 0) {
-        std::fprintf(stderr, "logscan: --chunk-bytes must be a positive number of bytes\n");
+      args.pipeline.keep_going = true;
+    } else if (arg == "--no-progress") {
+      args.no_progress = true;
+    } else if (arg == "--chunk-bytes") {
+      const auto text = value_of(i, arg);
+      const auto bytes = text ? parse_count(*text) : std::nullopt;
+      if (!bytes || *bytes < 256 || *bytes > (std::uint64_t{64} << 20)) {
+        std::fprintf(stderr, "logscan: --chunk-bytes takes a number of bytes, 256 to 67108864\n");
         return 2;
       }
+      args.pipeline.chunk_bytes = *bytes;
     } else if (arg == "--") {
-      for (++i; i < argc; ++i) paths.emplace_back(argv[i]);
+      for (++i; i < argc; ++i) args.paths.emplace_back(argv[i]);
     } else if (arg.starts_with("-") && arg != "-") {
-      std::fprintf(stderr, "logscan: unknown or incomplete option '%s' (see --help)\n",
-                   arg.c_str());
+      std::fprintf(stderr, "logscan: unknown option '%s' (see --help)\n", argv[i]);
       return 2;
     } else {
-      paths.push_back(arg);
+      args.paths.emplace_back(arg);
     }
   }
-  if (paths.empty()) {
+  if (args.paths.empty()) {
     usage(stderr);
     return 2;
   }
+  args.pipeline.progress = !args.no_progress && ::isatty(STDERR_FILENO) == 1;
+  return std::nullopt;
+}
 
-  int status = 0;
-  std::vector<std::string> files;
-  for (const std::string& path : paths) {
-    try {
-      for (std::string& f : expand(path)) files.push_back(std::move(f));
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "logscan: %s\n", e.what());
-      if (!keep_going) return 2;
-      status = 2;
-    }
-  }
+}  // namespace
 
-  logscan::Scanner scanner;
-  logscan::PartialReport total;
-  for (const std::string& file : files) {
-    logscan::PartialReport partial;  // per file, merged: the pipeline's shape, in miniature
-    try {
-      partial.bytes = read_chunks(file, chunk_bytes, [&](const Chunk& chunk) {
-        scanner.scan(chunk.lines, partial, chunk.readable_after);
-      });
-      partial.files = 1;
-      total.merge(std::move(partial));
-    } catch (const std::system_error& e) {
-      std::fprintf(stderr, "logscan: %s\n", e.what());
-      if (!keep_going) return 2;
-      status = 2;
+int main(int argc, char** argv) {
+  Arguments args;
+  if (const std::optional<int> status = parse(argc, argv, args)) return *status;
+
+  int status = logscan::kExitOk;
+  try {
+    ringfork::Runtime runtime;
+    logscan::PipelineResult result = logscan::scan_paths(runtime, args.paths, args.pipeline);
+    for (const std::string& skipped : result.skipped) {
+      std::fprintf(stderr, "logscan: %s\n", skipped.c_str());
     }
-  }
-  const logscan::FinalReport report = total.finish();
-  const std::string text = format == "json" ? report.to_json() : report.to_table();
-  std::fwrite(text.data(), 1, text.size(), stdout);
-  if (std::fflush(stdout) != 0) {
-    std::fprintf(stderr, "logscan: cannot write the report: %s\n", std::strerror(errno));
-    return 1;
+    status = result.status;
+    const logscan::FinalReport report = result.report.finish();
+    const std::string text = args.format == "json" ? report.to_json() : report.to_table();
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    if (std::fflush(stdout) != 0) {
+      std::fprintf(stderr, "logscan: cannot write the report: %s\n", std::strerror(errno));
+      return logscan::kExitIoError;
+    }
+  } catch (const logscan::ScanFailed& failure) {
+    std::fprintf(stderr, "logscan: %s\n", failure.what());
+    return failure.status();
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "logscan: %s\n", error.what());
+    return logscan::kExitIoError;
   }
   return status;
 }

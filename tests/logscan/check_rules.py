@@ -3,8 +3,8 @@
 
 For every tests/logscan/rules/<rule>.expected.json, the input is rules/<rule>.log (or the
 directory rules/<rule>/, for rules across files). Both implementations must print the
-expected report (compared as JSON): the C++ logscan, also with tiny read chunks so every
-line crosses a chunk boundary, and bench/python_logscan.py with one and two processes.
+expected report (compared as JSON): the C++ logscan, also with tiny read chunks (256 B) so that
+lines and pairs cross chunk and worker boundaries, and bench/python_logscan.py with one and two processes.
 
     check_rules.py --logscan PATH --python-logscan PATH [RULE...]
 """
@@ -55,8 +55,9 @@ def main():
             source = RULES / rule
         expected = json.loads(expected_file.read_text())
         runs = {
-            "logscan": [args.logscan, source],
-            "logscan --chunk-bytes 7": [args.logscan, "--chunk-bytes", "7", source],
+            "logscan -j 1": [args.logscan, "-j", "1", source],
+            "logscan -j 3 --chunk-bytes 256": [args.logscan, "-j", "3", "--chunk-bytes", "256",
+                                               source],
             "python_logscan -j 1": [sys.executable, args.python_logscan, "-j", "1", source],
             "python_logscan -j 2": [sys.executable, args.python_logscan, "-j", "2", source],
         }

@@ -2,7 +2,8 @@
 """The C++ logscan and bench/python_logscan.py agree on loggen corpora.
 
 Several seeds, single- and multi-file, one with a multi-MB payload; the C++ side also
-reads in small chunks, so lines and pairs cross chunk boundaries. Reports must be equal as
+reads in small chunks with 1, 2 and 8 worker processes, so lines and pairs cross chunk
+and worker boundaries. Reports must be equal as
 JSON (and, as both print the same layout, byte for byte).
 
     cross_check.py --logscan PATH --loggen PATH --python-logscan PATH
@@ -16,6 +17,9 @@ import tempfile
 # (seed, files, bytes, big_every): big_every below bytes puts a multi-MB payload in.
 CORPORA = [(1, 1, 3 << 20, 64 << 20), (2, 3, 3 << 20, 64 << 20), (3, 4, 4 << 20, 2 << 20),
            (4, 1, 2 << 20, 1 << 20), (5, 7, 3 << 20, 64 << 20)]
+# (worker processes, read chunk bytes): tiny chunks make lines and pairs cross chunk and
+# worker boundaries everywhere; 8 workers on 2 cores shuffle the order chunks finish in.
+RUNS = [(1, None), (2, None), (8, None), (1, 256), (2, 4096), (8, 4096), (2, 1 << 20)]
 
 
 def run(cmd):
@@ -48,13 +52,15 @@ def main():
                 problems.append("loggen is not deterministic: two runs of one seed differ")
             if expected["malformed"] == 0 or not expected["calls"]:
                 problems.append("corpus lacks malformed lines or calls")
-            for chunk in (None, 4096, 1 << 20):
-                cmd = [args.logscan, corpus] + ([] if chunk is None else ["--chunk-bytes", chunk])
+            for jobs, chunk in RUNS:
+                cmd = [args.logscan, "-j", jobs, corpus]
+                cmd += [] if chunk is None else ["--chunk-bytes", chunk]
                 text = run(cmd)
+                what = f"logscan -j {jobs} (chunk {chunk})"
                 if json.loads(text) != expected:
-                    problems.append(f"logscan (chunk {chunk}) differs from python_logscan")
+                    problems.append(f"{what} differs from python_logscan")
                 elif text != python_text:
-                    problems.append(f"logscan (chunk {chunk}) equal as JSON, not byte for byte")
+                    problems.append(f"{what} equal as JSON, not byte for byte")
             if problems:
                 failed += 1
                 print(f"FAIL {name}: " + "; ".join(problems))
