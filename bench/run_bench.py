@@ -4,7 +4,7 @@
   python3 bench/run_bench.py --build build [--quick] [--filter REGEX] [--no-python]
 
 Runs every benchmark of BUILD/bench/ringfork-bench (each in its own process, so a crash
-loses one row, not the run) with repetitions, then bench/python_baseline.py, starting
+loses one row, not the run) with repetitions, then bench/python_baseline.py, python_queue.py and logscan_bench.py, starting
 iox-roudi for the iceoryx rows if it is installed (and always stopping it). For each
 benchmark it keeps the best repetition (max items/s, min time and latency: noise only slows
 a run) and the median, and prints one markdown table: each ringfork figure against the
@@ -79,6 +79,9 @@ PAIRS = [
     Pair("rf_queue/dict", "mp_queue/dict", "rate", 3, "Python ringfork.Queue vs mp.Queue, dict"),
     *[Pair(f"rf_queue/{size}", f"{peer}/{size}", "rate", None, "Python ringfork.Queue vs peer")
       for peer in ("mp_simplequeue", "mp_pipe") for size in (64, 4096, "dict")],
+    # logscan (bench/logscan_bench.py; rates are bytes/s of one corpus).
+    Pair("logscan/j2", "py_logscan/j2", "rate", 60, "logscan -j 2 vs python_logscan.py -j 2, bytes"),
+    Pair("logscan/j2", "logscan/j1", "rate", 1.8, "logscan 2 workers vs 1, bytes"),
 ]
 
 # Suffixes Google Benchmark appends to a name that do not change what is measured.
@@ -241,20 +244,26 @@ def summarize(name, runs, failure):
     return entry
 
 
-def run_python(args, progress):
-    cmd = [sys.executable, str(HERE / "python_baseline.py")] + (["--quick"] if args.quick else [])
-    progress.show("running python_baseline.py (multiprocessing baselines)")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+def run_script(script, cmd, progress, what, timeout, env=None):
+    """Runs a Python benchmark script printing run_bench's JSON; ({name: entry}, failure)."""
+    progress.show(f"running {script} ({what})")
+    proc = subprocess.run([sys.executable, str(HERE / script)] + cmd, capture_output=True,
+                          text=True, timeout=timeout, env=env)
     if proc.returncode != 0:
-        return {}, f"failed: python_baseline.py exited {proc.returncode}: {proc.stderr.strip()[-300:]}"
+        return {}, f"failed: {script} exited {proc.returncode}: {proc.stderr.strip()[-300:]}"
     results = {}
     for b in json.loads(proc.stdout)["benchmarks"]:
         results[b["name"]] = {
-            "name": b["name"], "source": "python_baseline.py", "reps": b["reps"],
+            "name": b["name"], "source": script, "reps": b["reps"],
             "best": {"items_per_second": b["best"], "ns_per_item": 1e9 / b["best"]},
             "median": {"items_per_second": b["median"], "ns_per_item": 1e9 / b["median"]},
         }
     return results, None
+
+
+def run_python(args, progress):
+    return run_script("python_baseline.py", ["--quick"] if args.quick else [], progress,
+                      "multiprocessing baselines", 600)
 
 
 def run_python_queue(args, build, progress):
@@ -264,19 +273,17 @@ def run_python_queue(args, build, progress):
         return {}, f"skipped python_queue.py: {module_dir}/ringfork not built"
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(module_dir), env.get("PYTHONPATH")) if p)
-    cmd = [sys.executable, str(HERE / "python_queue.py")] + (["--quick"] if args.quick else [])
-    progress.show("running python_queue.py (ringfork.Queue vs multiprocessing)")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
-    if proc.returncode != 0:
-        return {}, f"failed: python_queue.py exited {proc.returncode}: {proc.stderr.strip()[-300:]}"
-    results = {}
-    for b in json.loads(proc.stdout)["benchmarks"]:
-        results[b["name"]] = {
-            "name": b["name"], "source": "python_queue.py", "reps": b["reps"],
-            "best": {"items_per_second": b["best"], "ns_per_item": 1e9 / b["best"]},
-            "median": {"items_per_second": b["median"], "ns_per_item": 1e9 / b["median"]},
-        }
-    return results, None
+    return run_script("python_queue.py", ["--quick"] if args.quick else [], progress,
+                      "ringfork.Queue vs multiprocessing", 900, env)
+
+
+def run_logscan(args, build, progress):
+    """bench/logscan_bench.py: logscan -j 1 / -j 2 and the Python reference, one corpus."""
+    if not (build / "examples" / "logscan" / "logscan").exists():
+        return {}, f"skipped logscan_bench.py: {build}/examples/logscan/logscan not built"
+    cmd = ["--build", str(build)] + (["--quick"] if args.quick else [])
+    return run_script("logscan_bench.py", cmd, progress,
+                      "logscan vs python_logscan.py on one corpus", 1800)
 
 
 # ---- The report ---------------------------------------------------------------------------
@@ -477,12 +484,13 @@ def main():
         if py_failure:
             failures.append(py_failure)
             progress.note(f"run_bench: {py_failure}")
-        rf_results, rf_failure = run_python_queue(args, build, progress)
-        results.update(rf_results)
-        if rf_failure:
-            progress.note(f"run_bench: {rf_failure}")
-            if not rf_failure.startswith("skipped"):
-                failures.append(rf_failure)
+        for extra in (run_python_queue, run_logscan):
+            extra_results, extra_failure = extra(args, build, progress)
+            results.update(extra_results)
+            if extra_failure:
+                progress.note(f"run_bench: {extra_failure}")
+                if not extra_failure.startswith("skipped"):
+                    failures.append(extra_failure)
     progress.done()
 
     rows = [(pair, evaluate(pair, results)) for pair in PAIRS]

@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""logscan's throughput against the Python reference, on one corpus, in one run.
+
+  python3 bench/logscan_bench.py --build build [--gigabytes 1] [--repetitions 3] [--quick]
+
+Makes a loggen corpus once (BUILD/bench/logscan-corpus-<size>, kept for later runs), then
+times `logscan -j 1`, `logscan -j 2` and `bench/python_logscan.py -j 2` over it (page cache
+warm: one untimed pass first), checks that all three print the same report, and samples the
+memory of each run's whole process tree (sum of RSS, which counts shared blocks once per
+process that touched them, and sum of PSS, which splits them) every 20 ms. Prints JSON on
+stdout in bench/run_bench.py's format: rates are bytes per second.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def tree_of(root):
+    """Pids of `root` and every process below it."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                pass
+    tree, todo = [root], [root]
+    while todo:
+        parent = todo.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent:
+                tree.append(pid)
+                todo.append(pid)
+    return tree
+
+
+def memory_of(pids):
+    """(sum of RSS, sum of PSS) in bytes over `pids`."""
+    rss = pss = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as rollup:
+                for line in rollup:
+                    if line.startswith("Rss:"):
+                        rss += int(line.split()[1]) * 1024
+                    elif line.startswith("Pss:"):
+                        pss += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return rss, pss
+
+
+def timed_run(cmd):
+    """(seconds, stdout, peak RSS sum, peak PSS sum) of one run of `cmd`."""
+    peak = [0, 0]
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stop = threading.Event()
+
+    def sample():
+        while not stop.wait(0.02):
+            rss, pss = memory_of(tree_of(proc.pid))
+            peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    seconds = time.monotonic() - started
+    stop.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} exited {proc.returncode}: "
+                           f"{err.decode(errors='replace')[-300:]}")
+    return seconds, out, peak[0], peak[1]
+
+
+def ensure_corpus(build, size, progress):
+    corpus = build / "bench" / f"logscan-corpus-{size}"
+    done = corpus.with_name(corpus.name + ".done")
+    if not done.exists():
+        progress(f"writing a {size / 1e9:.1f} GB loggen corpus to {corpus} (once)")
+        subprocess.run(["rm", "-rf", str(corpus)], check=True)
+        subprocess.run([str(build / "examples" / "logscan" / "loggen"), "--bytes", str(size),
+                        "--seed", "7", "--files", "8", str(corpus)], check=True,
+                       stdout=subprocess.DEVNULL)
+        done.touch()
+    return corpus, sum(p.stat().st_size for p in corpus.iterdir())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--build", default="build")
+    parser.add_argument("--gigabytes", type=float, default=1.0)
+    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="200 MB corpus, 2 repetitions")
+    parser.add_argument("--no-python", action="store_true", help="logscan only")
+    args = parser.parse_args()
+    if args.quick:
+        args.gigabytes, args.repetitions = 0.2, 2
+    build = Path(args.build).resolve()
+    logscan = build / "examples" / "logscan" / "logscan"
+
+    def progress(text):
+        print(f"logscan_bench: {text}", file=sys.stderr, flush=True)
+
+    corpus, size = ensure_corpus(build, int(args.gigabytes * 1e9), progress)
+    runs = {
+        "logscan/j1": [str(logscan), "-j", "1", str(corpus)],
+        "logscan/j2": [str(logscan), "-j", "2", str(corpus)],
+    }
+    if not args.no_python:
+        runs["py_logscan/j2"] = [sys.executable, str(HERE / "python_logscan.py"), "-j", "2",
+                                 str(corpus)]
+    subprocess.run(runs["logscan/j2"], check=True, stdout=subprocess.DEVNULL)  # warm the cache
+    benchmarks, reports = [], {}
+    for name, cmd in runs.items():
+        # The Python reference takes minutes a pass: once is enough (noise only slows it).
+        repetitions = 1 if name.startswith("py_") else args.repetitions
+        reps = []
+        for rep in range(repetitions):
+            progress(f"{name} ({rep + 1}/{repetitions}) on {size / 1e6:.0f} MB")
+            seconds, out, rss, pss = timed_run(cmd)
+            reports[name] = json.loads(out)
+            reps.append({"seconds": seconds, "bytes_per_second": size / seconds,
+                         "peak_rss_sum": rss, "peak_pss_sum": pss})
+        rates = [r["bytes_per_second"] for r in reps]
+        benchmarks.append({"name": name, "reps": reps, "best": max(rates),
+                           "median": statistics.median(rates), "bytes": size})
+    names = list(reports)
+    agree = all(reports[n] == reports[names[0]] for n in names)
+    print(json.dumps({"corpus": str(corpus), "bytes": size, "reports_agree": agree,
+                      "benchmarks": benchmarks}, indent=1))
+    if not agree:
+        progress("ERROR: the reports differ: " + ", ".join(names))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
