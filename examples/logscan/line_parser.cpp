@@ -6,8 +6,6 @@
 namespace logscan {
 namespace {
 
-constexpr std::string_view kPayloadKey = "payload";
-
 constexpr bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
 constexpr bool is_leap(std::int64_t year) {
@@ -130,6 +128,54 @@ bool parse_level(std::string_view token, Level& level) {
 
 constexpr bool is_key_byte(char c) { return (c >= 'a' && c <= 'z') || c == '_'; }
 
+enum class Key : std::uint8_t { kOther, kReqId, kCall, kDir, kStatus, kDurMs, kPayload };
+
+// A key with a meaning and its '=', as the low bytes of a little-endian word: one masked
+// compare recognises (and so validates) the token's key.
+struct KnownKey {
+  std::string_view name;
+  Key key;
+  std::uint64_t prefix = 0;  // name then '='
+  std::uint64_t mask = 0;
+
+  constexpr KnownKey(std::string_view key_name, Key id) : name(key_name), key(id) {
+    for (std::size_t i = 0; i <= name.size(); ++i) {
+      const char c = i < name.size() ? name[i] : '=';
+      prefix |= std::uint64_t{static_cast<unsigned char>(c)} << (8 * i);
+      mask |= std::uint64_t{0xFF} << (8 * i);
+    }
+  }
+};
+
+constexpr KnownKey kKnownKeys[] = {{"req_id", Key::kReqId}, {"call", Key::kCall},
+                                   {"dir", Key::kDir},      {"status", Key::kStatus},
+                                   {"dur_ms", Key::kDurMs}, {"payload", Key::kPayload}};
+static_assert(std::string_view("payload=").size() <= sizeof(std::uint64_t),
+              "every known key and its '=' fit the word read_key compares");
+
+// The token at `pos` as key=value: returns its '=' and sets `key`, or nullptr when the
+// token is not [a-z_]+ '=' ...
+const char* read_key(const char* pos, const char* end, Key& key) {
+  if (end - pos >= 8) {
+    const std::uint64_t word = load_word(pos);
+    for (const KnownKey& known : kKnownKeys) {
+      if ((word & known.mask) == known.prefix) {
+        key = known.key;
+        return pos + known.name.size();
+      }
+    }
+  }
+  const char* eq = pos;
+  while (eq < end && is_key_byte(*eq)) ++eq;
+  if (eq == pos || eq == end || *eq != '=') return nullptr;
+  const std::string_view name(pos, static_cast<std::size_t>(eq - pos));
+  key = Key::kOther;
+  for (const KnownKey& known : kKnownKeys) {
+    if (name == known.name) key = known.key;
+  }
+  return eq;
+}
+
 }  // namespace
 
 bool parse_timestamp(std::string_view t, std::int64_t& ms_since_epoch) noexcept {
@@ -194,12 +240,10 @@ Record parse_line(std::string_view line) noexcept {
 
   std::string_view call, dir, status, dur;
   for (pos = skip_spaces(token_end, end); pos < end; pos = skip_spaces(token_end, end)) {
-    // The key, checked as it is read: [a-z_]+ up to the '='.
-    const char* eq = pos;
-    while (eq < end && is_key_byte(*eq)) ++eq;
-    if (eq == pos || eq == end || *eq != '=') return r;
-    const std::string_view key(pos, static_cast<std::size_t>(eq - pos));
-    if (key == kPayloadKey) {  // takes the whole rest of the line
+    Key key;
+    const char* const eq = read_key(pos, end, key);
+    if (eq == nullptr) return r;
+    if (key == Key::kPayload) {  // takes the whole rest of the line
       const char* first = skip_spaces(eq + 1, end);
       const char* last = end;
       while (last > first && last[-1] == ' ') --last;
@@ -209,23 +253,24 @@ Record parse_line(std::string_view line) noexcept {
     token_end = find_space(eq + 1, end);
     const std::string_view value(eq + 1, static_cast<std::size_t>(token_end - eq - 1));
     // A repeated key: the last one counts.
-    switch (key.size()) {
-      case 3:
-        if (key == "dir") dir = value;
+    switch (key) {
+      case Key::kReqId:
+        r.req_id = value;
         break;
-      case 4:
-        if (key == "call") call = value;
+      case Key::kCall:
+        call = value;
         break;
-      case 6:
-        if (key == "req_id") {
-          r.req_id = value;
-        } else if (key == "status") {
-          status = value;
-        } else if (key == "dur_ms") {
-          dur = value;
-        }
+      case Key::kDir:
+        dir = value;
         break;
-      default:
+      case Key::kStatus:
+        status = value;
+        break;
+      case Key::kDurMs:
+        dur = value;
+        break;
+      case Key::kPayload:
+      case Key::kOther:
         break;
     }
   }
