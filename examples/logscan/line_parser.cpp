@@ -1,11 +1,10 @@
 #include "line_parser.h"
 
+#include <bit>
 #include <cstring>
 
 namespace logscan {
 namespace {
-
-constexpr std::string_view kPayloadPrefix = "payload=";
 
 constexpr bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
@@ -29,42 +28,160 @@ unsigned digits(const char* p, int n) {
   return v;
 }
 
-std::size_t skip_spaces(std::string_view line, std::size_t pos) {
-  while (pos < line.size() && line[pos] == ' ') ++pos;
-  return pos;
+std::uint64_t load_word(const char* p) {
+  std::uint64_t word;
+  std::memcpy(&word, p, sizeof word);
+  return word;
 }
 
-std::size_t token_end(std::string_view line, std::size_t pos) {
-  const void* space = std::memchr(line.data() + pos, ' ', line.size() - pos);
-  return space ? static_cast<std::size_t>(static_cast<const char*>(space) - line.data())
-               : line.size();
+constexpr std::uint64_t kOnes = 0x0101010101010101;
+constexpr std::uint64_t kHighBits = 0x8080808080808080;
+
+// SWAR: the high bit of each byte of `word` that equals `byte` is set (and only those:
+// the exact form, not the one that may flag a byte above a match).
+constexpr std::uint64_t bytes_equal(std::uint64_t word, char byte) {
+  const std::uint64_t x = word ^ (kOnes * static_cast<unsigned char>(byte));
+  return ~(((x & ~kHighBits) + ~kHighBits) | x) & kHighBits;
+}
+
+// One 8-byte slice of the timestamp pattern: which bytes must be digits, and the bytes
+// the others must equal. Built from the pattern text so the masks cannot drift from it.
+struct TimestampSlice {
+  std::uint64_t digit_mask = 0;    // 0xFF on digit positions
+  std::uint64_t literal_mask = 0;  // 0xFF on literal positions
+  std::uint64_t literals = 0;
+
+  constexpr explicit TimestampSlice(std::string_view pattern) {
+    for (std::size_t i = 0; i < 8; ++i) {
+      const std::uint64_t lane = std::uint64_t{0xFF} << (8 * i);
+      if (pattern[i] == 'D') {
+        digit_mask |= lane;
+      } else {
+        literal_mask |= lane;
+        literals |= std::uint64_t{static_cast<unsigned char>(pattern[i])} << (8 * i);
+      }
+    }
+  }
+
+  // Little-endian load: byte i of the text is lane i. A byte is an ASCII digit exactly
+  // when its high nibble is 3 and adding 6 keeps it 3 (0x30..0x39). The 6 goes to digit
+  // lanes only, which hold at most 0x3F by then, so no lane carries into the next.
+  bool matches(std::uint64_t word) const {
+    const std::uint64_t nibbles = kOnes * 0xF0 & digit_mask;
+    const std::uint64_t threes = kOnes * 0x30 & digit_mask;
+    return (word & literal_mask) == literals && (word & nibbles) == threes &&
+           ((word + (kOnes * 0x06 & digit_mask)) & nibbles) == threes;
+  }
+};
+
+static_assert(std::endian::native == std::endian::little, "SWAR lanes assume little endian");
+constexpr std::string_view kTimestampPattern = "DDDD-DD-DDTDD:DD:DD.DDDZ";
+constexpr TimestampSlice kTimestampSlices[3] = {TimestampSlice(kTimestampPattern.substr(0)),
+                                                TimestampSlice(kTimestampPattern.substr(8)),
+                                                TimestampSlice(kTimestampPattern.substr(16))};
+
+// The first space at or after `p`, or `end`. Tokens are short, so 8 bytes a step beats a
+// call to memchr.
+const char* find_space(const char* p, const char* end) {
+  for (; end - p >= 8; p += 8) {
+    const std::uint64_t hits = bytes_equal(load_word(p), ' ');
+    if (hits) return p + std::countr_zero(hits) / 8;
+  }
+  while (p < end && *p != ' ') ++p;
+  return p;
+}
+
+const char* skip_spaces(const char* p, const char* end) {
+  while (p < end && *p == ' ') ++p;
+  return p;
 }
 
 bool parse_level(std::string_view token, Level& level) {
-  for (std::size_t i = 0; i < kLevelCount; ++i) {
-    if (token == kLevelNames[i]) {
-      level = static_cast<Level>(i);
-      return true;
-    }
+  // The first byte tells the names apart; one compare confirms.
+  std::size_t i;
+  switch (token.empty() ? '\0' : token[0]) {
+    case 'T':
+      i = 0;
+      break;
+    case 'D':
+      i = 1;
+      break;
+    case 'I':
+      i = 2;
+      break;
+    case 'W':
+      i = 3;
+      break;
+    case 'E':
+      i = 4;
+      break;
+    case 'F':
+      i = 5;
+      break;
+    default:
+      return false;
   }
-  return false;
+  if (token != kLevelNames[i]) return false;
+  level = static_cast<Level>(i);
+  return true;
 }
 
-bool is_key(std::string_view key) {
-  if (key.empty()) return false;
-  for (char c : key) {
-    if (!((c >= 'a' && c <= 'z') || c == '_')) return false;
+constexpr bool is_key_byte(char c) { return (c >= 'a' && c <= 'z') || c == '_'; }
+
+enum class Key : std::uint8_t { kOther, kReqId, kCall, kDir, kStatus, kDurMs, kPayload };
+
+// A key with a meaning and its '=', as the low bytes of a little-endian word: one masked
+// compare recognises (and so validates) the token's key.
+struct KnownKey {
+  std::string_view name;
+  Key key;
+  std::uint64_t prefix = 0;  // name then '='
+  std::uint64_t mask = 0;
+
+  constexpr KnownKey(std::string_view key_name, Key id) : name(key_name), key(id) {
+    for (std::size_t i = 0; i <= name.size(); ++i) {
+      const char c = i < name.size() ? name[i] : '=';
+      prefix |= std::uint64_t{static_cast<unsigned char>(c)} << (8 * i);
+      mask |= std::uint64_t{0xFF} << (8 * i);
+    }
   }
-  return true;
+};
+
+constexpr KnownKey kKnownKeys[] = {{"req_id", Key::kReqId}, {"call", Key::kCall},
+                                   {"dir", Key::kDir},      {"status", Key::kStatus},
+                                   {"dur_ms", Key::kDurMs}, {"payload", Key::kPayload}};
+static_assert(std::string_view("payload=").size() <= sizeof(std::uint64_t),
+              "every known key and its '=' fit the word read_key compares");
+
+// The token at `pos` as key=value: returns its '=' and sets `key`, or nullptr when the
+// token is not [a-z_]+ '=' ...
+const char* read_key(const char* pos, const char* end, Key& key) {
+  if (end - pos >= 8) {
+    const std::uint64_t word = load_word(pos);
+    for (const KnownKey& known : kKnownKeys) {
+      if ((word & known.mask) == known.prefix) {
+        key = known.key;
+        return pos + known.name.size();
+      }
+    }
+  }
+  const char* eq = pos;
+  while (eq < end && is_key_byte(*eq)) ++eq;
+  if (eq == pos || eq == end || *eq != '=') return nullptr;
+  const std::string_view name(pos, static_cast<std::size_t>(eq - pos));
+  key = Key::kOther;
+  for (const KnownKey& known : kKnownKeys) {
+    if (name == known.name) key = known.key;
+  }
+  return eq;
 }
 
 }  // namespace
 
 bool parse_timestamp(std::string_view t, std::int64_t& ms_since_epoch) noexcept {
-  static constexpr std::string_view kPattern = "DDDD-DD-DDTDD:DD:DD.DDDZ";
-  if (t.size() != kPattern.size()) return false;
-  for (std::size_t i = 0; i < t.size(); ++i) {
-    if (kPattern[i] == 'D' ? !is_digit(t[i]) : t[i] != kPattern[i]) return false;
+  if (t.size() != kTimestampPattern.size()) return false;
+  for (int i = 0; i < 3; ++i) {
+    if (!kTimestampSlices[i].matches(load_word(t.data() + 8 * i))) return false;
   }
   const unsigned year = digits(&t[0], 4), month = digits(&t[5], 2), day = digits(&t[8], 2);
   const unsigned hour = digits(&t[11], 2), minute = digits(&t[14], 2);
@@ -102,53 +219,59 @@ Record parse_line(std::string_view line) noexcept {
     return r;
   }
   r.kind = LineKind::kMalformed;
-  if (line[0] == ' ') return r;  // leading spaces make the line malformed
+  const char* const end = line.data() + line.size();
+  // Token 1 is exactly the 24 timestamp bytes, none of them a space (so a leading space
+  // fails here too), then a space or the end of the line.
+  const std::size_t ts_size = kTimestampPattern.size();
+  if (line.size() < ts_size || (line.size() > ts_size && line[ts_size] != ' ')) return r;
+  if (!parse_timestamp(line.substr(0, ts_size), r.timestamp_ms)) return r;
 
-  std::size_t pos = 0;
-  std::size_t end = token_end(line, pos);
-  if (!parse_timestamp(line.substr(pos, end - pos), r.timestamp_ms)) return r;
+  const char* pos = skip_spaces(line.data() + ts_size, end);
+  const char* token_end = find_space(pos, end);
+  if (!parse_level(std::string_view(pos, static_cast<std::size_t>(token_end - pos)), r.level)) {
+    return r;
+  }
 
-  pos = skip_spaces(line, end);
-  end = token_end(line, pos);
-  if (pos == end || !parse_level(line.substr(pos, end - pos), r.level)) return r;
-
-  pos = skip_spaces(line, end);
-  end = token_end(line, pos);
-  const std::string_view host = line.substr(pos, end - pos);
-  if (host.size() < 3 || host.front() != '[' || host.back() != ']') return r;
-  r.host = host.substr(1, host.size() - 2);
+  pos = skip_spaces(token_end, end);
+  token_end = find_space(pos, end);
+  if (token_end - pos < 3 || pos[0] != '[' || token_end[-1] != ']') return r;
+  r.host = std::string_view(pos + 1, static_cast<std::size_t>(token_end - pos - 2));
   if (r.host.find(']') != std::string_view::npos) return r;
 
   std::string_view call, dir, status, dur;
-  for (pos = skip_spaces(line, end); pos < line.size(); pos = skip_spaces(line, end)) {
-    const std::string_view rest = line.substr(pos);
-    if (rest.starts_with(kPayloadPrefix)) {  // takes the whole rest of the line
-      std::string_view doc = rest.substr(kPayloadPrefix.size());
-      const std::size_t first = doc.find_first_not_of(' ');
-      if (first != std::string_view::npos) {
-        doc.remove_prefix(first);
-        doc.remove_suffix(doc.size() - 1 - doc.find_last_not_of(' '));
-        r.payload = doc;
-      }
+  for (pos = skip_spaces(token_end, end); pos < end; pos = skip_spaces(token_end, end)) {
+    Key key;
+    const char* const eq = read_key(pos, end, key);
+    if (eq == nullptr) return r;
+    if (key == Key::kPayload) {  // takes the whole rest of the line
+      const char* first = skip_spaces(eq + 1, end);
+      const char* last = end;
+      while (last > first && last[-1] == ' ') --last;
+      r.payload = std::string_view(first, static_cast<std::size_t>(last - first));
       break;
     }
-    end = token_end(line, pos);
-    const std::string_view token = line.substr(pos, end - pos);
-    const std::size_t eq = token.find('=');
-    if (eq == std::string_view::npos || !is_key(token.substr(0, eq))) return r;
-    const std::string_view key = token.substr(0, eq);
-    const std::string_view value = token.substr(eq + 1);
+    token_end = find_space(eq + 1, end);
+    const std::string_view value(eq + 1, static_cast<std::size_t>(token_end - eq - 1));
     // A repeated key: the last one counts.
-    if (key == "req_id") {
-      r.req_id = value;
-    } else if (key == "call") {
-      call = value;
-    } else if (key == "dir") {
-      dir = value;
-    } else if (key == "status") {
-      status = value;
-    } else if (key == "dur_ms") {
-      dur = value;
+    switch (key) {
+      case Key::kReqId:
+        r.req_id = value;
+        break;
+      case Key::kCall:
+        call = value;
+        break;
+      case Key::kDir:
+        dir = value;
+        break;
+      case Key::kStatus:
+        status = value;
+        break;
+      case Key::kDurMs:
+        dur = value;
+        break;
+      case Key::kPayload:
+      case Key::kOther:
+        break;
     }
   }
 

@@ -85,14 +85,20 @@ std::string utf8_with_replacement(std::string_view bytes) {
   return out;
 }
 
-CallStats& PartialReport::stats_for(std::string_view call) {
-  auto it = calls_.find(call);
-  if (it == calls_.end()) it = calls_.emplace(std::string(call), CallStats{}).first;
-  return it->second;
+PartialReport::CallId PartialReport::call_id(std::string_view call) {
+  if (last_call_ < calls_.size() && calls_[last_call_].name == call) return last_call_;
+  const auto found = call_ids_.find_or_insert(call, hash_bytes(call));
+  if (found.inserted) {
+    found.value = static_cast<CallId>(calls_.size());
+    calls_.push_back({std::string(call), {}});
+  }
+  last_call_ = found.value;
+  return found.value;
 }
 
 void PartialReport::add_call(const Record& record, const PayloadVerdict& payload) {
-  CallStats& stats = stats_for(record.call);
+  const CallId id = call_id(record.call);
+  CallStats& stats = calls_[id].stats;
   CallCounts& c = stats.counts;
   bool error = false;
   const bool response = record.dir == Direction::kResponse;
@@ -129,12 +135,9 @@ void PartialReport::add_call(const Record& record, const PayloadVerdict& payload
   c.errors += error || payload.error;
 
   const bool has_dur = response && record.dur_ms != kMissing;
-  if (has_dur) ++stats.latency[record.dur_ms];
+  if (has_dur) stats.latency.add(record.dur_ms);
   if (record.req_id.empty()) return;  // never pairs
-  key_scratch_.clear();
-  const auto call_size = static_cast<std::uint32_t>(record.call.size());
-  key_scratch_.append(reinterpret_cast<const char*>(&call_size), sizeof call_size);
-  key_scratch_.append(record.call);
+  key_scratch_.assign(reinterpret_cast<const char*>(&id), sizeof id);
   key_scratch_.append(record.req_id);
   Waiting w;
   if (response) {
@@ -149,12 +152,8 @@ void PartialReport::add_call(const Record& record, const PayloadVerdict& payload
 }
 
 void PartialReport::wait(std::string_view key, const Waiting& record) {
-  auto it = waiting_.find(key);
-  if (it == waiting_.end()) {
-    waiting_.emplace(std::string(key), record);
-    return;
-  }
-  Waiting& w = it->second;
+  const auto found = waiting_.find_or_insert(key, hash_bytes(key));
+  Waiting& w = found.value;
   if (record.has_request) {
     w.has_request = true;
     w.request_ts = record.request_ts;
@@ -166,18 +165,30 @@ void PartialReport::wait(std::string_view key, const Waiting& record) {
   }
   if (w.has_request && w.has_response) {
     const Waiting both = w;
-    waiting_.erase(it);
-    pair(key, both);
+    waiting_.erase(found.slot);
+    CallId call;
+    std::memcpy(&call, key.data(), sizeof call);
+    pair(call, both);
   }
 }
 
-void PartialReport::pair(std::string_view key, const Waiting& both) {
+void PartialReport::pair(CallId call, const Waiting& both) {
   if (both.response_has_latency) return;  // its dur_ms counted already
   const std::int64_t latency = both.response_ts - both.request_ts;
   if (latency < 0) return;  // clocks disagree: not counted
-  std::uint32_t call_size;
-  std::memcpy(&call_size, key.data(), sizeof call_size);
-  ++stats_for(key.substr(sizeof call_size, call_size)).latency[latency];
+  calls_[call].stats.latency.add(latency);
+}
+
+std::vector<PartialReport::CallId> PartialReport::merge_calls(std::vector<Call>&& other) {
+  std::vector<CallId> ids;
+  ids.reserve(other.size());
+  for (Call& call : other) {
+    const CallId id = call_id(call.name);
+    calls_[id].stats.counts.add(call.stats.counts);
+    calls_[id].stats.latency.add(call.stats.latency);
+    ids.push_back(id);
+  }
+  return ids;
 }
 
 void PartialReport::merge(PartialReport&& other) {
@@ -187,18 +198,22 @@ void PartialReport::merge(PartialReport&& other) {
   blank += other.blank;
   malformed += other.malformed;
   for (std::size_t i = 0; i < kLevelCount; ++i) levels[i] += other.levels[i];
-  for (auto& [call, stats] : other.calls_) {
-    auto it = calls_.find(call);
-    if (it == calls_.end()) {
-      calls_.emplace(call, std::move(stats));
-      continue;
-    }
-    it->second.counts.add(stats.counts);
-    for (const auto& [value, n] : stats.latency) it->second.latency[value] += n;
+  // Replay the smaller waiting map into the larger: merging stays proportional to what
+  // the partials hold. Call ids are per report, so the calls travel with their map.
+  if (other.waiting_.size() > waiting_.size()) {
+    std::swap(calls_, other.calls_);
+    std::swap(call_ids_, other.call_ids_);
+    std::swap(waiting_, other.waiting_);
+    last_call_ = 0;
   }
-  // Walk the smaller waiting map: merging stays proportional to what the partials hold.
-  if (other.waiting_.size() > waiting_.size()) std::swap(waiting_, other.waiting_);
-  for (const auto& [key, w] : other.waiting_) wait(key, w);
+  const std::vector<CallId> ids = merge_calls(std::move(other.calls_));
+  other.waiting_.for_each([&](std::string_view key, const Waiting& w) {
+    CallId call;
+    std::memcpy(&call, key.data(), sizeof call);
+    key_scratch_.assign(reinterpret_cast<const char*>(&ids[call]), sizeof ids[call]);
+    key_scratch_.append(key.substr(sizeof call));
+    wait(key_scratch_, w);
+  });
   other = PartialReport{};
 }
 
@@ -210,22 +225,22 @@ FinalReport PartialReport::finish() {
   report.blank = blank;
   report.malformed = malformed;
   report.levels = levels;
-  for (const auto& [key, w] : waiting_) {
-    std::uint32_t call_size;
-    std::memcpy(&call_size, key.data(), sizeof call_size);
-    CallCounts& c = stats_for(std::string_view(key).substr(sizeof call_size, call_size)).counts;
+  waiting_.for_each([&](std::string_view key, const Waiting& w) {
+    CallId call;
+    std::memcpy(&call, key.data(), sizeof call);
+    CallCounts& c = calls_[call].stats.counts;
     c.unmatched_requests += w.has_request;
     c.unmatched_responses += w.has_response;
-  }
+  });
   // Names that differ only in invalid bytes decode alike; they share one entry.
   std::map<std::string, CallStats> by_name;  // UTF-8 byte order is code point order
-  for (auto& [call, stats] : calls_) {
-    CallStats& into = by_name[utf8_with_replacement(call)];
-    into.counts.add(stats.counts);
-    for (const auto& [value, n] : stats.latency) into.latency[value] += n;
+  for (const Call& call : calls_) {
+    CallStats& into = by_name[utf8_with_replacement(call.name)];
+    into.counts.add(call.stats.counts);
+    into.latency.add(call.stats.latency);
   }
   for (const auto& [name, stats] : by_name) {
-    report.calls.push_back({name, stats.counts, latency_summary(stats.latency)});
+    report.calls.push_back({name, stats.counts, latency_summary(stats.latency.histogram())});
   }
   *this = PartialReport{};
   return report;
@@ -264,7 +279,7 @@ struct Reader {
   }
 };
 
-constexpr std::uint32_t kEncodingVersion = 1;
+constexpr std::uint32_t kEncodingVersion = 2;  // 2: waiting keys hold call ids
 
 }  // namespace
 
@@ -274,20 +289,21 @@ std::string PartialReport::encode() const {
   for (std::uint64_t v : {files, bytes, lines, blank, malformed}) put(out, v);
   put(out, levels);
   put(out, static_cast<std::uint64_t>(calls_.size()));
-  for (const auto& [call, stats] : calls_) {
-    put_bytes(out, call);
-    put(out, stats.counts);
-    put(out, static_cast<std::uint64_t>(stats.latency.size()));
-    for (const auto& [value, n] : stats.latency) {
+  for (const Call& call : calls_) {
+    put_bytes(out, call.name);
+    put(out, call.stats.counts);
+    put(out, static_cast<std::uint64_t>(call.stats.latency.distinct()));
+    call.stats.latency.for_each([&](std::int64_t value, std::uint64_t n) {
       put(out, value);
       put(out, n);
-    }
+    });
   }
+  // Waiting keys hold call ids, which are indices into the calls just written.
   put(out, static_cast<std::uint64_t>(waiting_.size()));
-  for (const auto& [key, w] : waiting_) {
+  waiting_.for_each([&](std::string_view key, const Waiting& w) {
     put_bytes(out, key);
     put(out, w);
-  }
+  });
   return out;
 }
 
@@ -302,16 +318,28 @@ PartialReport PartialReport::decode(std::string_view bytes) {
   }
   p.levels = r.get<decltype(p.levels)>();
   for (auto n = r.get<std::uint64_t>(); n > 0; --n) {
-    CallStats& stats = p.calls_[std::string(r.bytes())];
+    const std::string_view name = r.bytes();
+    const auto found = p.call_ids_.find_or_insert(name, hash_bytes(name));
+    if (!found.inserted) throw std::invalid_argument("PartialReport::decode: repeated call");
+    found.value = static_cast<CallId>(p.calls_.size());
+    p.calls_.push_back({std::string(name), {}});
+    CallStats& stats = p.calls_.back().stats;
     stats.counts = r.get<CallCounts>();
     for (auto m = r.get<std::uint64_t>(); m > 0; --m) {
       const auto value = r.get<std::int64_t>();
-      stats.latency[value] += r.get<std::uint64_t>();
+      stats.latency.add(value, r.get<std::uint64_t>());
     }
   }
   for (auto n = r.get<std::uint64_t>(); n > 0; --n) {
     const std::string_view key = r.bytes();
-    p.waiting_.emplace(std::string(key), r.get<Waiting>());
+    CallId call;
+    if (key.size() < sizeof call) throw std::invalid_argument("PartialReport::decode: bad key");
+    std::memcpy(&call, key.data(), sizeof call);
+    if (call >= p.calls_.size()) throw std::invalid_argument("PartialReport::decode: bad call id");
+    const Waiting w = r.get<Waiting>();
+    const auto found = p.waiting_.find_or_insert(key, hash_bytes(key));
+    if (!found.inserted) throw std::invalid_argument("PartialReport::decode: repeated key");
+    found.value = w;
   }
   if (!r.in.empty()) throw std::invalid_argument("PartialReport::decode: trailing bytes");
   return p;

@@ -15,9 +15,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
+#include "flat_string_map.h"
+#include "latency_counts.h"
 #include "line_parser.h"
 #include "payload_check.h"
 
@@ -49,12 +50,9 @@ struct CallCounts {
   void add(const CallCounts& other);
 };
 
-// Latency value (ms) -> how many responses had it.
-using LatencyHistogram = std::unordered_map<std::int64_t, std::uint64_t>;
-
 struct CallStats {
   CallCounts counts;
-  LatencyHistogram latency;
+  LatencyCounts latency;
 };
 
 struct Latency {
@@ -106,8 +104,8 @@ class PartialReport {
   static PartialReport decode(std::string_view bytes);
 
  private:
-  // A record with a req_id whose partner has not been seen: the key is the call's length
-  // (4 bytes), the call and the req_id; both halves of a pair meet under one key.
+  // A record with a req_id whose partner has not been seen: the key is the call's id (4
+  // bytes, an index into calls_) and the req_id; both halves of a pair meet under one key.
   struct Waiting {
     std::int64_t request_ts = 0;
     std::int64_t response_ts = 0;
@@ -115,21 +113,24 @@ class PartialReport {
     bool has_response = false;
     bool response_has_latency = false;  // from its dur_ms: timestamps not needed
   };
-  struct Hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const noexcept {
-      return std::hash<std::string_view>{}(s);
-    }
+  struct Call {
+    std::string name;  // the raw bytes of the call= value
+    CallStats stats;
   };
-  using CallMap = std::unordered_map<std::string, CallStats, Hash, std::equal_to<>>;
-  using WaitingMap = std::unordered_map<std::string, Waiting, Hash, std::equal_to<>>;
+  using CallId = std::uint32_t;
 
-  CallStats& stats_for(std::string_view call);
+  // The id of `call`, added with zero counts if new. Remembers the last answer: a call's
+  // records often come in runs.
+  CallId call_id(std::string_view call);
   void wait(std::string_view key, const Waiting& record);
-  void pair(std::string_view key, const Waiting& both);
+  void pair(CallId call, const Waiting& both);
+  // Moves `other`'s calls in; the result maps other's ids to this report's.
+  std::vector<CallId> merge_calls(std::vector<Call>&& other);
 
-  CallMap calls_;
-  WaitingMap waiting_;
+  std::vector<Call> calls_;
+  FlatStringMap<CallId> call_ids_;
+  CallId last_call_ = 0;  // calls_[last_call_] answered the last call_id(), if any
+  FlatStringMap<Waiting> waiting_;
   std::string key_scratch_;
 };
 
