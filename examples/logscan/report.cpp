@@ -279,7 +279,10 @@ struct Reader {
   }
 };
 
-constexpr std::uint32_t kEncodingVersion = 2;  // 2: waiting keys hold call ids
+constexpr std::uint32_t kEncodingVersion = 3;  // 2: waiting keys hold call ids; 3: flags byte
+constexpr std::uint8_t kHasRequest = 1;
+constexpr std::uint8_t kHasResponse = 2;
+constexpr std::uint8_t kResponseHasLatency = 4;
 
 }  // namespace
 
@@ -300,9 +303,14 @@ std::string PartialReport::encode() const {
   }
   // Waiting keys hold call ids, which are indices into the calls just written.
   put(out, static_cast<std::uint64_t>(waiting_.size()));
+  // Field by field, not the struct: no padding bytes, and flags a reader can check.
   waiting_.for_each([&](std::string_view key, const Waiting& w) {
     put_bytes(out, key);
-    put(out, w);
+    put(out, w.request_ts);
+    put(out, w.response_ts);
+    put(out, static_cast<std::uint8_t>((w.has_request ? kHasRequest : 0) |
+                                       (w.has_response ? kHasResponse : 0) |
+                                       (w.response_has_latency ? kResponseHasLatency : 0)));
   });
   return out;
 }
@@ -336,7 +344,18 @@ PartialReport PartialReport::decode(std::string_view bytes) {
     if (key.size() < sizeof call) throw std::invalid_argument("PartialReport::decode: bad key");
     std::memcpy(&call, key.data(), sizeof call);
     if (call >= p.calls_.size()) throw std::invalid_argument("PartialReport::decode: bad call id");
-    const Waiting w = r.get<Waiting>();
+    Waiting w;
+    w.request_ts = r.get<std::int64_t>();
+    w.response_ts = r.get<std::int64_t>();
+    const auto flags = r.get<std::uint8_t>();
+    // A waiting record is exactly one half of a pair.
+    if ((flags & ~(kHasRequest | kHasResponse | kResponseHasLatency)) != 0 ||
+        ((flags & kHasRequest) != 0) == ((flags & kHasResponse) != 0)) {
+      throw std::invalid_argument("PartialReport::decode: bad waiting record");
+    }
+    w.has_request = (flags & kHasRequest) != 0;
+    w.has_response = (flags & kHasResponse) != 0;
+    w.response_has_latency = (flags & kResponseHasLatency) != 0;
     const auto found = p.waiting_.find_or_insert(key, hash_bytes(key));
     if (!found.inserted) throw std::invalid_argument("PartialReport::decode: repeated key");
     found.value = w;
