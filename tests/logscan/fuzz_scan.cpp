@@ -19,6 +19,7 @@
 // Build and run: `make fuzz` (clang, -fsanitize=fuzzer,address,undefined).
 #include <simdjson.h>
 
+#include <array>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -182,15 +183,16 @@ std::vector<std::string_view> split_lines(std::string_view chunk) {
   return lines;
 }
 
-// The parser and the reference agree on one line: its kind and every field the report uses.
-void check_line(std::string_view line) {
+// The parser and the reference agree on one line: its kind and every field the report
+// uses. Returns the reference's reading.
+logscan::Record check_line(std::string_view line) {
   const logscan::Record got = logscan::parse_line(line);
   const logscan::Record want = reference_line(line);
   FUZZ_CHECK(got.kind == want.kind);
-  if (got.kind != logscan::LineKind::kPlain && got.kind != logscan::LineKind::kCall) return;
+  if (got.kind != logscan::LineKind::kPlain && got.kind != logscan::LineKind::kCall) return want;
   FUZZ_CHECK(got.level == want.level);
   FUZZ_CHECK(got.timestamp_ms == want.timestamp_ms);
-  if (got.kind != logscan::LineKind::kCall) return;
+  if (got.kind != logscan::LineKind::kCall) return want;
   FUZZ_CHECK(got.dir == want.dir);
   FUZZ_CHECK(got.call == want.call);
   FUZZ_CHECK(got.req_id == want.req_id);
@@ -201,7 +203,25 @@ void check_line(std::string_view line) {
   FUZZ_CHECK(got.payload.empty() ||
              (got.payload.data() >= line.data() &&
               got.payload.data() + got.payload.size() <= line.data() + line.size()));
+  return want;
 }
+
+// What the reference reading of the lines says the report's line counts must be.
+struct Tally {
+  std::uint64_t lines = 0, blank = 0, malformed = 0, requests = 0, responses = 0;
+  std::array<std::uint64_t, logscan::kLevelCount> levels{};
+
+  void add(const logscan::Record& r) {
+    ++lines;
+    if (r.kind == logscan::LineKind::kBlank) ++blank;
+    if (r.kind == logscan::LineKind::kMalformed) ++malformed;
+    if (r.kind != logscan::LineKind::kPlain && r.kind != logscan::LineKind::kCall) return;
+    ++levels[static_cast<std::size_t>(r.level)];
+    if (r.kind == logscan::LineKind::kCall) {
+      ++(r.dir == logscan::Direction::kRequest ? requests : responses);
+    }
+  }
+};
 
 // Each call record's (call, req_id, dir) once: otherwise pairing is outside the contract.
 bool pairing_within_contract(const std::vector<std::string_view>& lines) {
@@ -216,12 +236,14 @@ bool pairing_within_contract(const std::vector<std::string_view>& lines) {
   return true;
 }
 
-void check_report(const FinalReport& report, std::uint64_t expected_lines) {
-  FUZZ_CHECK(report.lines == expected_lines);
+void check_report(const FinalReport& report, const Tally& tally) {
+  FUZZ_CHECK(report.lines == tally.lines);
   std::uint64_t classified = report.blank + report.malformed;
   for (std::uint64_t n : report.levels) classified += n;
   FUZZ_CHECK(classified == report.lines);
-  std::uint64_t call_records = 0;
+  FUZZ_CHECK(report.blank == tally.blank && report.malformed == tally.malformed);
+  FUZZ_CHECK(report.levels == tally.levels);
+  std::uint64_t requests = 0, responses = 0;
   for (std::size_t i = 0; i < report.calls.size(); ++i) {
     const logscan::FinalCall& call = report.calls[i];
     const logscan::CallCounts& c = call.counts;
@@ -246,9 +268,10 @@ void check_report(const FinalReport& report, std::uint64_t expected_lines) {
       FUZZ_CHECK(l.p50 && l.p90 && l.p99 && l.max);
       FUZZ_CHECK(0 <= *l.p50 && *l.p50 <= *l.p90 && *l.p90 <= *l.p99 && *l.p99 <= *l.max);
     }
-    call_records += c.requests + c.responses;
+    requests += c.requests;
+    responses += c.responses;
   }
-  FUZZ_CHECK(call_records <= report.lines - report.blank - report.malformed);
+  FUZZ_CHECK(requests == tally.requests && responses == tally.responses);
 
   // to_json() parses back, and says what the report holds.
   const std::string text = report.to_json();
@@ -295,7 +318,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // libFuzzer's buffer is exactly `size` bytes: a read past the chunk is an ASan report.
   const std::string_view input(reinterpret_cast<const char*>(data), size);
   const std::vector<std::string_view> lines = split_lines(input);
-  for (std::string_view line : lines) check_line(line);
+  Tally tally;
+  for (std::string_view line : lines) tally.add(check_line(line));
   const bool in_contract = pairing_within_contract(lines);
 
   // One Scanner throughout, as a worker keeps one: its parsers' reused buffers must not
@@ -311,7 +335,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     PartialReport partial = scan(input);
     FUZZ_CHECK(partial.lines == lines.size());
     FinalReport report = partial.finish();
-    check_report(report, lines.size());
+    check_report(report, tally);
   }
 
   // In place, with padding after the chunk the scanner may read but must not interpret:
