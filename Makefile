@@ -63,7 +63,7 @@ FUZZ_SOURCES := tests/logscan/fuzz_scan.cpp $(addprefix $(LOGSCAN_DIR)/,line_par
 FUZZ_CXXFLAGS := -std=c++20 -O1 -g -Wall -Wextra -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=all -fno-omit-frame-pointer -I$(LOGSCAN_DIR) $(if $(filter true,$(CI)),-Werror,)
 
-$(FUZZ_BUILD)/fuzz_scan: $(FUZZ_SOURCES) $(wildcard $(LOGSCAN_DIR)/*.h)
+$(FUZZ_BUILD)/fuzz_scan: $(FUZZ_SOURCES) $(wildcard $(LOGSCAN_DIR)/*.h) | deps
 	mkdir -p $(FUZZ_BUILD)
 	clang++ $(FUZZ_CXXFLAGS) $(FUZZ_SOURCES) -lsimdjson -lpugixml -o $@
 
