@@ -2,13 +2,16 @@
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
+FUZZ_BUILD ?= build-fuzz
+# How long `make fuzz` (and so `make sanitize`) fuzzes the logscan line parser and scanner.
+FUZZ_SECONDS ?= 60
 # CI builds with -Werror; local builds keep warnings as warnings.
 MESON_FLAGS := $(if $(filter true,$(CI)),-Dwerror=true,)
 SANITIZER_ENV := ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 
-.PHONY: all deps deps-bench build test demo demo-queue bench sanitize asan tsan install clean
+.PHONY: all deps deps-bench build test demo demo-queue bench sanitize asan tsan fuzz install clean
 
 all: build
 
@@ -38,7 +41,7 @@ demo-queue: build
 bench: deps-bench build
 	python3 bench/run_bench.py --build $(BUILD)
 
-sanitize: asan tsan
+sanitize: asan tsan fuzz
 
 asan: deps
 	[ -f $(ASAN_BUILD)/build.ninja ] || meson setup $(ASAN_BUILD) $(MESON_FLAGS) \
@@ -55,8 +58,28 @@ tsan: deps
 	$(SANITIZER_ENV) setarch -R meson test -C $(TSAN_BUILD) --suite tsan --print-errorlogs \
 		--timeout-multiplier 3
 
+# libFuzzer on the logscan contract core (tests/logscan/fuzz_scan.cpp), built by clang apart
+# from meson: -fsanitize=fuzzer needs clang while the project builds with the default
+# compiler. The corpus starts from the rule files and grows across local runs; a crash is
+# written to $(FUZZ_BUILD)/crash-* and fails the target.
+LOGSCAN_DIR := examples/logscan
+FUZZ_SOURCES := tests/logscan/fuzz_scan.cpp $(addprefix $(LOGSCAN_DIR)/,line_parser.cpp \
+	payload_check.cpp report.cpp report_format.cpp scan.cpp)
+FUZZ_CXXFLAGS := -std=c++20 -O1 -g -Wall -Wextra -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=all -fno-omit-frame-pointer -I$(LOGSCAN_DIR) $(if $(filter true,$(CI)),-Werror,)
+
+$(FUZZ_BUILD)/fuzz_scan: $(FUZZ_SOURCES) $(wildcard $(LOGSCAN_DIR)/*.h) | deps
+	mkdir -p $(FUZZ_BUILD)
+	clang++ $(FUZZ_CXXFLAGS) $(FUZZ_SOURCES) -lsimdjson -lpugixml -o $@
+
+fuzz: deps $(FUZZ_BUILD)/fuzz_scan
+	mkdir -p $(FUZZ_BUILD)/corpus
+	cp tests/logscan/rules/*.log $(FUZZ_BUILD)/corpus/
+	$(SANITIZER_ENV) $(FUZZ_BUILD)/fuzz_scan -max_total_time=$(FUZZ_SECONDS) -max_len=16384 \
+		-timeout=20 -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus
+
 install: build
 	meson install -C $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)

@@ -194,8 +194,13 @@ void UringReader::expand(const std::string& path, bool top_level) {
       add_error(child, errno, "UringReader: cannot read " + quoted(child));
     } else if (S_ISLNK(link.st_mode)) {
       struct stat target {};
-      // Links to directories are not followed (no cycles); dangling links are skipped.
-      if (::stat(child.c_str(), &target) == 0 && S_ISREG(target.st_mode)) expand(child, false);
+      // Links to directories are not followed (no cycles). A dangling link stands for a file
+      // the user meant to be read and cannot be: an error, like a missing named path.
+      if (::stat(child.c_str(), &target) != 0) {
+        add_error(child, errno, "UringReader: cannot read " + quoted(child));
+      } else if (S_ISREG(target.st_mode)) {
+        expand(child, false);
+      }
     } else if (S_ISDIR(link.st_mode) || S_ISREG(link.st_mode)) {
       expand(child, false);
     }

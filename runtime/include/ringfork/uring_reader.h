@@ -121,7 +121,8 @@ struct UringReaderStats {
 //
 // Paths are files or directories; a directory stands for the regular files beneath it,
 // recursively, each directory's entries in byte order of their names (symlinks to files are
-// read, symlinks to directories are not followed; FIFOs, sockets and devices are passed over).
+// read, symlinks to directories are not followed, a dangling symlink is an unreadable path;
+// FIFOs, sockets and devices are passed over).
 // Files are read in the order given, each up to the size it had when the reader was made
 // (total_bytes()). A file of size 0 yields no chunk; every other file yields one or more, the last
 // flagged last_in_file().
