@@ -4,8 +4,10 @@
   python3 bench/logscan_bench.py --build build [--gigabytes 1] [--repetitions 3] [--quick]
 
 Makes a loggen corpus once (BUILD/bench/logscan-corpus-<size>, kept for later runs), then
-times `logscan -j 1`, `logscan -j 2` and `bench/python_logscan.py -j 2` over it (page cache
-warm: one untimed pass first), checks that all three print the same report, and samples the
+times `logscan -j 1`, `logscan -j 2`, two half runs with `--partial` plus `logscan merge`,
+`mpirun -np 2 logscan --mpi-split -j 1` (if OpenMPI is installed) and
+`bench/python_logscan.py -j 2` over it (page cache warm: one untimed pass first), checks that
+all of them print the same report, and samples the
 memory of each run's whole process tree (sum of RSS, which counts shared blocks once per
 process that touched them, and sum of PSS, which splits them) every 20 ms. Prints JSON on
 stdout in bench/run_bench.py's format: rates are bytes per second.
@@ -13,6 +15,7 @@ stdout in bench/run_bench.py's format: rates are bytes per second.
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -59,11 +62,19 @@ def memory_of(pids):
     return rss, pss
 
 
-def timed_run(cmd):
-    """(seconds, stdout, peak RSS sum, peak PSS sum) of one run of `cmd`."""
+def timed_run(cmds, env=None):
+    """(seconds, last stdout, peak RSS sum, peak PSS sum) of running `cmds` one after another."""
+    seconds, rss, pss = 0.0, 0, 0
+    for cmd in cmds:
+        took, out, cmd_rss, cmd_pss = timed_command(cmd, env)
+        seconds, rss, pss = seconds + took, max(rss, cmd_rss), max(pss, cmd_pss)
+    return seconds, out, rss, pss
+
+
+def timed_command(cmd, env):
     peak = [0, 0]
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     stop = threading.Event()
 
     def sample():
@@ -113,14 +124,30 @@ def main():
         print(f"logscan_bench: {text}", file=sys.stderr, flush=True)
 
     corpus, size = ensure_corpus(build, int(args.gigabytes * 1e9), progress)
+    files = sorted(str(p) for p in corpus.iterdir())
+    halves = [files[: len(files) // 2], files[len(files) // 2:]]
+    partials = [str(build / "bench" / f"logscan-half{i}.partial") for i in (0, 1)]
+    # name -> the commands that make one run (timed together)
     runs = {
-        "logscan/j1": [str(logscan), "-j", "1", str(corpus)],
-        "logscan/j2": [str(logscan), "-j", "2", str(corpus)],
+        "logscan/j1": [[str(logscan), "-j", "1", str(corpus)]],
+        "logscan/j2": [[str(logscan), "-j", "2", str(corpus)]],
+        # Two half scans writing partials, then merge: the cost of going through files.
+        "logscan/partial_merge_j2": [
+            [str(logscan), "-j", "2", "--partial", partials[0], *halves[0]],
+            [str(logscan), "-j", "2", "--partial", partials[1], *halves[1]],
+            [str(logscan), "merge", *partials]],
     }
+    mpirun = shutil.which("mpirun")
+    if mpirun:  # two ranks of one worker each against one process with two workers
+        runs["logscan/mpi_split_np2"] = [[mpirun, "--allow-run-as-root", "-np", "2",
+                                          str(logscan), "--mpi-split", "-j", "1", str(corpus)]]
+    else:
+        progress("mpirun not found: no fleet row (make deps installs OpenMPI)")
     if not args.no_python:
-        runs["py_logscan/j2"] = [sys.executable, str(HERE / "python_logscan.py"), "-j", "2",
-                                 str(corpus)]
-    subprocess.run(runs["logscan/j2"], check=True, stdout=subprocess.DEVNULL)  # warm the cache
+        runs["py_logscan/j2"] = [[sys.executable, str(HERE / "python_logscan.py"), "-j", "2",
+                                  str(corpus)]]
+    mpi_env = dict(os.environ, OMPI_MCA_btl_vader_single_copy_mechanism="none")
+    subprocess.run(runs["logscan/j2"][0], check=True, stdout=subprocess.DEVNULL)  # warm the cache
     benchmarks, reports = [], {}
     for name, cmd in runs.items():
         # The Python reference takes minutes a pass: once is enough (noise only slows it).
@@ -128,7 +155,7 @@ def main():
         reps = []
         for rep in range(repetitions):
             progress(f"{name} ({rep + 1}/{repetitions}) on {size / 1e6:.0f} MB")
-            seconds, out, rss, pss = timed_run(cmd)
+            seconds, out, rss, pss = timed_run(cmd, mpi_env)
             reports[name] = json.loads(out)
             reps.append({"seconds": seconds, "bytes_per_second": size / seconds,
                          "peak_rss_sum": rss, "peak_pss_sum": pss})

@@ -82,6 +82,8 @@ PAIRS = [
     # logscan (bench/logscan_bench.py; rates are bytes/s of one corpus).
     Pair("logscan/j2", "py_logscan/j2", "rate", 60, "logscan -j 2 vs python_logscan.py -j 2, bytes"),
     Pair("logscan/j2", "logscan/j1", "rate", 1.8, "logscan 2 workers vs 1, bytes"),
+    Pair("logscan/partial_merge_j2", "logscan/j2", "rate", None, "two --partial halves + merge vs one run"),
+    Pair("logscan/mpi_split_np2", "logscan/j2", "rate", None, "mpirun -np 2 --mpi-split vs -j 2"),
 ]
 
 # Suffixes Google Benchmark appends to a name that do not change what is measured.
