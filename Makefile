@@ -8,6 +8,7 @@ FUZZ_SECONDS ?= 60
 # CI builds with -Werror; local builds keep warnings as warnings.
 MESON_FLAGS := $(if $(filter true,$(CI)),-Dwerror=true,)
 SANITIZER_ENV := ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 

@@ -225,6 +225,8 @@ class Runner:
             yield f"logscan{suffix}", [self.args.logscan, *jobs]
             yield f"logscan{suffix} --chunk-bytes {chunk}", [self.args.logscan, *jobs,
                                                              "--chunk-bytes", chunk]
+        if self.args.no_python:
+            return
         yield "python_logscan -j 1", [sys.executable, self.args.python_logscan, "-j", "1"]
         if not big:
             yield "python_logscan -j 2", [sys.executable, self.args.python_logscan, "-j", "2"]
@@ -288,6 +290,8 @@ def main():
     ap.add_argument("--python-logscan", required=True)
     ap.add_argument("--jobs", help="comma list of N for `logscan -j N` (default: no -j)")
     ap.add_argument("--timeout", type=float, default=300, help="seconds a run may take")
+    ap.add_argument("--no-python", action="store_true",
+                    help="logscan only (sanitized builds: the plain build cross-checks Python)")
     ap.add_argument("cases", nargs="*", help=f"of {', '.join(CASES)}, paths")
     args = ap.parse_args()
     runner = Runner(args)

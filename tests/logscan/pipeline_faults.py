@@ -74,7 +74,7 @@ def setUpModule():
     Corpus.tmp = tempfile.TemporaryDirectory(prefix="logscan-faults-")
     Corpus.path, Corpus.reference = make_corpus("corpus", 24 << 20, 11, 3)
     # A larger one for the random kills, so that most kills land inside a run.
-    Corpus.large, Corpus.large_reference = make_corpus("large", 96 << 20, 12, 6)
+    Corpus.large, Corpus.large_reference = make_corpus("large", ARGS.large_mb << 20, 12, 6)
 
 
 def tearDownModule():
@@ -198,6 +198,8 @@ def main():
     parser.add_argument("--logscan", required=True)
     parser.add_argument("--loggen", required=True)
     parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--large-mb", type=int, default=96,
+                        help="size of the corpus the random kills run on")
     parser.add_argument("--seed", type=int, default=int(time.time()))
     ARGS, rest = parser.parse_known_args()
     print(f"pipeline_faults: seed {ARGS.seed}", file=sys.stderr)
