@@ -1,5 +1,5 @@
 // BlockPool: per-class Treiber stacks of block headers in the segment (tagged heads against
-// ABA), carved lazily from the arena, fronted by a process-local cache per class.
+// ABA), carved lazily from the arena, fronted by per-thread caches (block_pool_cache.cpp).
 #include "ringfork/block_pool.h"
 
 #include <mimalloc.h>
@@ -15,6 +15,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "block_pool_cache.h"
 #include "block_pool_local.h"
 #include "ringfork/cache_line.h"
 #include "ringfork/local_alloc.h"
@@ -33,6 +34,7 @@ namespace {
 void note_pid_after_fork() noexcept {
   // relaxed: see current_pid(); this child has one thread.
   g_block_pool_pid.store(::getpid(), std::memory_order_relaxed);
+  forget_thread_caches_after_fork();
 }
 
 }  // namespace
@@ -162,39 +164,6 @@ void BlockPoolLocal::publish_in_use(std::uint32_t cls, std::int64_t delta,
   }
 }
 
-void BlockPoolLocal::publish_cache_stats(std::uint32_t cls, ClassCache& cache) noexcept {
-  if (cache.unpublished == 0 && cache.unpublished_peak == 0) return;
-  publish_in_use(cls, cache.unpublished, cache.unpublished_peak);
-  cache.unpublished = 0;
-  cache.unpublished_peak = 0;
-}
-
-std::error_code BlockPoolLocal::refill(std::uint32_t cls, ClassCache& cache) noexcept {
-  const std::uint32_t want = std::max<std::uint32_t>(1, cache.capacity / 2);
-  const pid_t me = current_pid();
-  while (cache.count < want) {
-    const std::uint64_t block = pop(cls, me, kCached);
-    if (block == 0) break;
-    cache.blocks[cache.count++] = block;
-  }
-  publish_cache_stats(cls, cache);  // we touched shared lines anyway
-  if (cache.count > 0) return {};
-  std::uint32_t kept = 0;
-  std::error_code error = carve(cls, want, cache.blocks, kept);
-  cache.count = kept;
-  return error;
-}
-
-// Pushes the oldest blocks until `keep` remain.
-void BlockPoolLocal::trim(std::uint32_t cls, ClassCache& cache, std::uint32_t keep) noexcept {
-  if (cache.count <= keep) return;
-  const std::uint32_t drop = cache.count - keep;
-  for (std::uint32_t i = 0; i < drop; ++i) push(cls, cached_header(cache.blocks[i]));
-  std::memmove(cache.blocks, cache.blocks + drop, keep * sizeof(cache.blocks[0]));
-  cache.count = keep;
-  publish_cache_stats(cls, cache);
-}
-
 }  // namespace detail
 
 using namespace detail;
@@ -214,7 +183,7 @@ void start_pid_tracking() {
 }
 
 // Debug builds stop at the first misuse, where it happened; release builds ignore it.
-void report_misuse([[maybe_unused]] const char* what, [[maybe_unused]] std::uint64_t block) {
+[[gnu::cold, gnu::noinline]] void report_misuse([[maybe_unused]] const char* what, [[maybe_unused]] std::uint64_t block) {
 #ifndef NDEBUG
   std::fprintf(stderr, "ringfork::BlockPool: %s (offset %llu, pid %d)\n", what,
                static_cast<unsigned long long>(block), static_cast<int>(::getpid()));
@@ -299,62 +268,85 @@ BlockPool BlockPool::attach(SharedArena& arena, std::uint64_t offset) {
     bad_layout(offset, "class count " + std::to_string(control->class_count));
   }
   std::shared_ptr<BlockPoolLocal> local = make_local();
+  local->id = next_pool_id();
   local->arena = &arena;
   local->segment = &segment;
+  local->base = segment.base();
   local->control = control;
   local->class_count = control->class_count;
   for (std::uint32_t i = 0; i < control->class_count; ++i) {
     PoolClass& shared = control->classes[i];
     auto& g = local->classes[i];
-    g = {shared.block_bytes, shared.stride, shared.blocks_per_chunk,
-         shared.max_chunks,  &shared,       nullptr};
+    g = {.block_bytes = shared.block_bytes,
+         .stride = shared.stride,
+         .blocks_per_chunk = shared.blocks_per_chunk,
+         .max_chunks = shared.max_chunks,
+         .shared = &shared};
+    // The index bound also keeps header_offset()'s reciprocal division exact (see there).
     const bool sane = g.block_bytes >= 64 && g.block_bytes % 64 == 0 &&
                       g.block_bytes <= (std::size_t{1} << 40) &&
                       (i == 0 || g.block_bytes > local->classes[i - 1].block_bytes) &&
                       g.stride == g.block_bytes + kHeaderBytes && g.blocks_per_chunk >= 1 &&
                       g.blocks_per_chunk <= kChunkTargetBytes &&
                       g.max_chunks <= control->max_bytes / (g.stride * g.blocks_per_chunk) &&
-                      g.max_chunks <= segment.capacity() / sizeof(std::uint64_t);
+                      g.max_chunks <= segment.capacity() / sizeof(std::uint64_t) &&
+                      g.max_chunks < kIndexMask / g.blocks_per_chunk;
     if (!sane) bad_layout(offset, "class " + std::to_string(i) + " has an impossible geometry");
+    g.index_limit = g.blocks_per_chunk * g.max_chunks;
+    g.chunk_reciprocal =
+        g.blocks_per_chunk == 1 ? 0 : ~std::uint64_t{0} / g.blocks_per_chunk + 1;
+    g.cache_capacity = static_cast<std::uint32_t>(cache_capacity(g.block_bytes));
     g.chunk_table = segment.try_at(Offset<std::atomic<std::uint64_t>>{shared.chunk_table},
                                    std::max<std::size_t>(1, g.max_chunks));
     if (g.chunk_table == nullptr) bad_layout(offset, "chunk table outside the segment");
-    local->caches[i].capacity = static_cast<std::uint32_t>(cache_capacity(g.block_bytes));
-    local->caches[i].pid = current_pid();
   }
   return BlockPool(arena, offset, std::move(local));
 }
 
 std::uint64_t BlockPool::offset() const noexcept { return control_; }
 
-std::error_code BlockPool::allocate(std::size_t bytes, std::uint64_t& block) noexcept {
-  BlockPoolLocal& local = *local_;
-  const int found = local.class_for(bytes);
-  if (found < 0) return std::make_error_code(std::errc::invalid_argument);
-  const auto cls = static_cast<std::uint32_t>(found);
-  auto& cache = local.caches[cls];
-  if (local.try_lock(cache)) {
-    std::error_code error;
-    if (cache.count == 0) error = local.refill(cls, cache);
-    if (cache.count > 0) {
-      block = cache.blocks[--cache.count];
-      // relaxed: the block is this process's; others learn of it through a later hand-over.
-      local.cached_header(block)->state.store(kInUse, std::memory_order_relaxed);
-      ++cache.unpublished;
-      cache.unpublished_peak = std::max(cache.unpublished_peak, cache.unpublished);
-      if (cache.unpublished >= kStatsBatch) local.publish_cache_stats(cls, cache);
-      local.unlock(cache);
-      return {};
+namespace {
+
+// The cache's newest block, now in use. The caller checked that the cache is not empty.
+inline std::uint64_t take_cached(BlockPoolLocal& local, std::uint32_t cls,
+                                 ClassCache& cache) noexcept {
+  const std::uint64_t block = cache.blocks[--cache.count];
+  // relaxed: the block is this process's (its owner was set when it entered the cache);
+  // another process reads the state only after a hand-over or after reaping us (reclaim).
+  local.cached_header(block)->state.store(kInUse, std::memory_order_relaxed);
+  ++cache.unpublished;
+  cache.unpublished_peak = std::max(cache.unpublished_peak, cache.unpublished);
+  if (cache.unpublished >= kStatsBatch) [[unlikely]] publish_cache_stats(local, cls, cache);
+  return block;
+}
+
+// A free block of ours goes into the cache. The caller checked that the cache has room.
+inline void put_cached(BlockPoolLocal& local, std::uint32_t cls, ClassCache& cache,
+                       std::uint64_t block) noexcept {
+  cache.blocks[cache.count++] = block;
+  --cache.unpublished;
+  if (cache.unpublished <= -kStatsBatch) [[unlikely]] publish_cache_stats(local, cls, cache);
+}
+
+// allocate() when the hint does not match this pool or the class's cache is empty.
+[[gnu::noinline]] std::error_code allocate_slow(const std::shared_ptr<BlockPoolLocal>& pool,
+                                                std::uint32_t cls,
+                                                std::uint64_t& block) noexcept {
+  BlockPoolLocal& local = *pool;
+  if (ThreadCache* thread = thread_cache(pool)) {
+    ClassCache& cache = thread->classes[cls];
+    if (cache.count == 0) {
+      if (std::error_code error = refill(local, cls, cache); cache.count == 0) return error;
     }
-    local.unlock(cache);
-    return error;
+    block = take_cached(local, cls, cache);
+    return {};
   }
-  // Another thread of this process holds the cache: go to the shared list, never wait.
+  // No cache (out of memory for one, or this thread is exiting): the shared list directly.
   std::uint64_t taken = local.pop(cls, current_pid(), kInUse);
   if (taken == 0) {
     std::uint32_t kept = 0;
     if (std::error_code error = local.carve(cls, 1, &taken, kept)) return error;
-    // relaxed: as above, the block is ours.
+    // relaxed: as in take_cached(), the block is ours.
     local.cached_header(taken)->state.store(kInUse, std::memory_order_relaxed);
   }
   local.publish_in_use(cls, 1, 1);
@@ -362,30 +354,67 @@ std::error_code BlockPool::allocate(std::size_t bytes, std::uint64_t& block) noe
   return {};
 }
 
-void BlockPool::free(std::uint64_t block) noexcept {
-  BlockPoolLocal& local = *local_;
-  std::uint32_t cls = 0;
-  BlockHeader* header = local.locate(block, cls);
-  if (header == nullptr) return report_misuse("free of an offset that is not a block", block);
-  std::uint32_t expected = kInUse;
-  // relaxed: only decides which of two racing frees wins; the block's bytes are published
-  // by the cache lock's or the push's release.
-  if (!header->state.compare_exchange_strong(expected, kCached, std::memory_order_relaxed)) {
-    return report_misuse("double free (block is not in use)", block);
-  }
-  // relaxed: read by reclaim() only after this process has been reaped.
-  header->owner.store(current_pid(), std::memory_order_relaxed);
-  auto& cache = local.caches[cls];
-  if (local.try_lock(cache)) {
-    if (cache.count == cache.capacity) local.trim(cls, cache, cache.capacity / 2);
-    cache.blocks[cache.count++] = block;
-    --cache.unpublished;
-    if (cache.unpublished <= -kStatsBatch) local.publish_cache_stats(cls, cache);
-    local.unlock(cache);
+// free() when the hint does not match this pool or the class's cache is full.
+[[gnu::noinline]] void free_slow(const std::shared_ptr<BlockPoolLocal>& pool, std::uint32_t cls,
+                                 BlockHeader* header, std::uint64_t block) noexcept {
+  BlockPoolLocal& local = *pool;
+  if (ThreadCache* thread = thread_cache(pool)) {
+    ClassCache& cache = thread->classes[cls];
+    if (cache.count == cache.capacity) trim(local, cls, cache, cache.capacity / 2);
+    put_cached(local, cls, cache, block);
     return;
   }
   local.push(cls, header);
   local.publish_in_use(cls, -1, 0);
+}
+
+}  // namespace
+
+// The hot paths: the thread's hint, its cache, the block's header; no atomic
+// read-modify-write, no shared line written (the header is the block's own).
+std::error_code BlockPool::allocate(std::size_t bytes, std::uint64_t& block) noexcept {
+  BlockPoolLocal& local = *local_;
+  const int found = local.class_for(bytes);
+  if (found < 0) [[unlikely]] return std::make_error_code(std::errc::invalid_argument);
+  const auto cls = static_cast<std::uint32_t>(found);
+  const ThreadCacheHint hint = t_cache_hint;
+  if (hint.pool_id == local.id) [[likely]] {
+    ClassCache& cache = hint.cache->classes[cls];
+    if (cache.count != 0) [[likely]] {
+      block = take_cached(local, cls, cache);
+      return {};
+    }
+  }
+  return allocate_slow(local_, cls, block);
+}
+
+void BlockPool::free(std::uint64_t block) noexcept {
+  BlockPoolLocal& local = *local_;
+  std::uint32_t cls = 0;
+  BlockHeader* header = local.locate(block, cls);
+  if (header == nullptr) [[unlikely]] {
+    return report_misuse("free of an offset that is not a block", block);
+  }
+  // A plain check, no read-modify-write: it catches every double free except two threads
+  // freeing the same block at the same instant, a race the callers' own synchronisation
+  // must rule out. relaxed: only this block's holder changes its state; the block's bytes
+  // are published by the release of whatever later hands it on (a push, a queue).
+  if (header->state.load(std::memory_order_relaxed) != kInUse) [[unlikely]] {
+    return report_misuse("double free (block is not in use)", block);
+  }
+  // Owner before state: killed in between, the block is ours and in use, so reclaim(us)
+  // returns it. relaxed: read by reclaim() only after this process has been reaped.
+  header->owner.store(current_pid(), std::memory_order_relaxed);
+  header->state.store(kCached, std::memory_order_relaxed);
+  const ThreadCacheHint hint = t_cache_hint;
+  if (hint.pool_id == local.id) [[likely]] {
+    ClassCache& cache = hint.cache->classes[cls];
+    if (cache.count != cache.capacity) [[likely]] {
+      put_cached(local, cls, cache, block);
+      return;
+    }
+  }
+  free_slow(local_, cls, header, block);
 }
 
 void BlockPool::set_owner(std::uint64_t block, pid_t owner) noexcept {
@@ -439,25 +468,23 @@ std::size_t BlockPool::reclaim(pid_t dead) noexcept {
 }
 
 void BlockPool::flush_local_cache() noexcept {
-  BlockPoolLocal& local = *local_;
-  for (std::uint32_t cls = 0; cls < local.class_count; ++cls) {
-    auto& cache = local.caches[cls];
-    // Holders never block while holding it (at worst an arena commit), so this ends.
-    while (!local.try_lock(cache)) cpu_relax();
-    local.trim(cls, cache, 0);
-    local.publish_cache_stats(cls, cache);
-    local.unlock(cache);
+  ThreadCache* thread = nullptr;
+  try {
+    thread = find_thread_cache(local_, false);
+  } catch (...) {
+  }
+  if (thread == nullptr) return;
+  for (std::uint32_t cls = 0; cls < local_->class_count; ++cls) {
+    trim(*local_, cls, thread->classes[cls], 0);
   }
 }
 
 std::vector<BlockPoolClassStats> BlockPool::stats() const {
   BlockPoolLocal& local = *local_;
   std::vector<BlockPoolClassStats> result(local.class_count);
-  for (std::uint32_t cls = 0; cls < local.class_count; ++cls) {
-    auto& cache = local.caches[cls];
-    if (local.try_lock(cache)) {
-      local.publish_cache_stats(cls, cache);
-      local.unlock(cache);
+  if (ThreadCache* thread = find_thread_cache(local_, false)) {
+    for (std::uint32_t cls = 0; cls < local.class_count; ++cls) {
+      publish_cache_stats(local, cls, thread->classes[cls]);
     }
   }
   // in_use is counted, not estimated: exact whatever processes died, at the cost of a scan.
