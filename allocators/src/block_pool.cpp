@@ -272,6 +272,7 @@ BlockPool BlockPool::attach(SharedArena& arena, std::uint64_t offset) {
   local->arena = &arena;
   local->segment = &segment;
   local->base = segment.base();
+  local->system_category = &std::system_category();
   local->control = control;
   local->class_count = control->class_count;
   for (std::uint32_t i = 0; i < control->class_count; ++i) {
@@ -308,24 +309,13 @@ std::uint64_t BlockPool::offset() const noexcept { return control_; }
 namespace {
 
 // The cache's newest block, now in use. The caller checked that the cache is not empty.
-inline std::uint64_t take_cached(BlockPoolLocal& local, std::uint32_t cls,
-                                 ClassCache& cache) noexcept {
+inline std::uint64_t take_cached(BlockPoolLocal& local, ClassCache& cache) noexcept {
   const std::uint64_t block = cache.blocks[--cache.count];
+  cache.min_count = std::min(cache.min_count, cache.count);
   // relaxed: the block is this process's (its owner was set when it entered the cache);
   // another process reads the state only after a hand-over or after reaping us (reclaim).
   local.cached_header(block)->state.store(kInUse, std::memory_order_relaxed);
-  ++cache.unpublished;
-  cache.unpublished_peak = std::max(cache.unpublished_peak, cache.unpublished);
-  if (cache.unpublished >= kStatsBatch) [[unlikely]] publish_cache_stats(local, cls, cache);
   return block;
-}
-
-// A free block of ours goes into the cache. The caller checked that the cache has room.
-inline void put_cached(BlockPoolLocal& local, std::uint32_t cls, ClassCache& cache,
-                       std::uint64_t block) noexcept {
-  cache.blocks[cache.count++] = block;
-  --cache.unpublished;
-  if (cache.unpublished <= -kStatsBatch) [[unlikely]] publish_cache_stats(local, cls, cache);
 }
 
 // allocate() when the hint does not match this pool or the class's cache is empty.
@@ -338,7 +328,7 @@ inline void put_cached(BlockPoolLocal& local, std::uint32_t cls, ClassCache& cac
     if (cache.count == 0) {
       if (std::error_code error = refill(local, cls, cache); cache.count == 0) return error;
     }
-    block = take_cached(local, cls, cache);
+    block = take_cached(local, cache);
     return {};
   }
   // No cache (out of memory for one, or this thread is exiting): the shared list directly.
@@ -361,17 +351,34 @@ inline void put_cached(BlockPoolLocal& local, std::uint32_t cls, ClassCache& cac
   if (ThreadCache* thread = thread_cache(pool)) {
     ClassCache& cache = thread->classes[cls];
     if (cache.count == cache.capacity) trim(local, cls, cache, cache.capacity / 2);
-    put_cached(local, cls, cache, block);
+    cache.blocks[cache.count++] = block;
     return;
   }
   local.push(cls, header);
   local.publish_in_use(cls, -1, 0);
 }
 
+// free() of a block whose header is not in memory this process knows is committed, or that
+// is not a block in use: the full checks, and the misuse report.
+[[gnu::noinline]] void free_checked(const std::shared_ptr<BlockPoolLocal>& pool,
+                                    std::uint64_t block) noexcept {
+  std::uint32_t cls = 0;
+  BlockHeader* header = pool->locate(block, cls, true);
+  if (header == nullptr) return report_misuse("free of an offset that is not a block", block);
+  // relaxed: as in free().
+  if (header->state.load(std::memory_order_relaxed) != kInUse) {
+    return report_misuse("double free (block is not in use)", block);
+  }
+  header->owner.store(current_pid(), std::memory_order_relaxed);  // relaxed: as in free()
+  header->state.store(kCached, std::memory_order_relaxed);
+  free_slow(pool, cls, header, block);
+}
+
 }  // namespace
 
 // The hot paths: the thread's hint, its cache, the block's header; no atomic
-// read-modify-write, no shared line written (the header is the block's own).
+// read-modify-write, no shared line written (the header is the block's own). Every call
+// out of them is a tail call, so they need no stack frame.
 std::error_code BlockPool::allocate(std::size_t bytes, std::uint64_t& block) noexcept {
   BlockPoolLocal& local = *local_;
   const int found = local.class_for(bytes);
@@ -381,8 +388,9 @@ std::error_code BlockPool::allocate(std::size_t bytes, std::uint64_t& block) noe
   if (hint.pool_id == local.id) [[likely]] {
     ClassCache& cache = hint.cache->classes[cls];
     if (cache.count != 0) [[likely]] {
-      block = take_cached(local, cls, cache);
-      return {};
+      block = take_cached(local, cache);
+      // std::error_code{} would call std::system_category() out of line every time.
+      return std::error_code(0, *local.system_category);
     }
   }
   return allocate_slow(local_, cls, block);
@@ -391,16 +399,14 @@ std::error_code BlockPool::allocate(std::size_t bytes, std::uint64_t& block) noe
 void BlockPool::free(std::uint64_t block) noexcept {
   BlockPoolLocal& local = *local_;
   std::uint32_t cls = 0;
-  BlockHeader* header = local.locate(block, cls);
-  if (header == nullptr) [[unlikely]] {
-    return report_misuse("free of an offset that is not a block", block);
-  }
+  BlockHeader* header = local.locate(block, cls, false);
   // A plain check, no read-modify-write: it catches every double free except two threads
   // freeing the same block at the same instant, a race the callers' own synchronisation
   // must rule out. relaxed: only this block's holder changes its state; the block's bytes
   // are published by the release of whatever later hands it on (a push, a queue).
-  if (header->state.load(std::memory_order_relaxed) != kInUse) [[unlikely]] {
-    return report_misuse("double free (block is not in use)", block);
+  if (header == nullptr || header->state.load(std::memory_order_relaxed) != kInUse)
+      [[unlikely]] {
+    return free_checked(local_, block);
   }
   // Owner before state: killed in between, the block is ours and in use, so reclaim(us)
   // returns it. relaxed: read by reclaim() only after this process has been reaped.
@@ -410,16 +416,16 @@ void BlockPool::free(std::uint64_t block) noexcept {
   if (hint.pool_id == local.id) [[likely]] {
     ClassCache& cache = hint.cache->classes[cls];
     if (cache.count != cache.capacity) [[likely]] {
-      put_cached(local, cls, cache, block);
+      cache.blocks[cache.count++] = block;
       return;
     }
   }
-  free_slow(local_, cls, header, block);
+  return free_slow(local_, cls, header, block);
 }
 
 void BlockPool::set_owner(std::uint64_t block, pid_t owner) noexcept {
   std::uint32_t cls = 0;
-  BlockHeader* header = local_->locate(block, cls);
+  BlockHeader* header = local_->locate(block, cls, true);
   if (header == nullptr) return report_misuse("set_owner of an offset that is not a block", block);
   // relaxed: the new owner is read by a reclaimer only after the owner's death is observed
   // (waitpid), which orders it after this store.
@@ -431,7 +437,7 @@ void BlockPool::set_owner(std::uint64_t block, pid_t owner) noexcept {
 
 std::size_t BlockPool::block_bytes(std::uint64_t block) const noexcept {
   std::uint32_t cls = 0;
-  return local_->locate(block, cls) != nullptr ? local_->classes[cls].block_bytes : 0;
+  return local_->locate(block, cls, true) != nullptr ? local_->classes[cls].block_bytes : 0;
 }
 
 std::size_t BlockPool::max_block_bytes() const noexcept {

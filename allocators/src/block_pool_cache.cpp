@@ -101,46 +101,52 @@ void forget_thread_caches_after_fork() noexcept {
   // This is the child's only thread. Its caches hold the parent's blocks (owned by the
   // parent's pid): using them would hand out blocks the parent also hands out.
   for (ThreadCache* cache : t_directory.caches) {
-    for (ClassCache& cls : cache->classes) {
-      cls.count = 0;
-      cls.unpublished = 0;
-      cls.unpublished_peak = 0;
-    }
+    for (ClassCache& cls : cache->classes) cls = ClassCache{.capacity = cls.capacity};
   }
 }
 
 void publish_cache_stats(BlockPoolLocal& local, std::uint32_t cls, ClassCache& cache) noexcept {
-  if (cache.unpublished == 0 && cache.unpublished_peak == 0) return;
-  local.publish_in_use(cls, cache.unpublished, cache.unpublished_peak);
-  cache.unpublished = 0;
-  cache.unpublished_peak = 0;
+  const std::int64_t share = cache.acquired - cache.count;
+  const std::int64_t peak = cache.acquired - cache.min_count;
+  if (share != cache.published || peak != cache.published) {
+    local.publish_in_use(cls, share - cache.published, peak - cache.published);
+  }
+  cache.published = share;
+  cache.min_count = cache.count;
 }
 
 std::error_code refill(BlockPoolLocal& local, std::uint32_t cls, ClassCache& cache) noexcept {
+  publish_cache_stats(local, cls, cache);  // we touch shared lines anyway
   const std::uint32_t want = std::max<std::uint32_t>(1, cache.capacity / 2);
   const pid_t me = current_pid();
+  const std::uint32_t before = cache.count;
+  std::error_code error;
   while (cache.count < want) {
     const std::uint64_t block = local.pop(cls, me, kCached);
     if (block == 0) break;
     cache.blocks[cache.count++] = block;
   }
-  publish_cache_stats(local, cls, cache);  // we touched shared lines anyway
-  if (cache.count > 0) return {};
-  std::uint32_t kept = 0;
-  std::error_code error = local.carve(cls, want, cache.blocks, kept);
-  cache.count = kept;
+  if (cache.count == 0) {
+    std::uint32_t kept = 0;
+    error = local.carve(cls, want, cache.blocks, kept);
+    cache.count = kept;
+  }
+  // Blocks moved from the shared lists into the cache: this thread's share is unchanged.
+  cache.acquired += cache.count - before;
+  cache.min_count = cache.count;
   return error;
 }
 
 void trim(BlockPoolLocal& local, std::uint32_t cls, ClassCache& cache,
           std::uint32_t keep) noexcept {
-  if (cache.count > keep) {
-    const std::uint32_t drop = cache.count - keep;
-    for (std::uint32_t i = 0; i < drop; ++i) local.push(cls, local.cached_header(cache.blocks[i]));
-    std::memmove(cache.blocks, cache.blocks + drop, keep * sizeof(cache.blocks[0]));
-    cache.count = keep;
-  }
   publish_cache_stats(local, cls, cache);
+  if (cache.count <= keep) return;
+  const std::uint32_t drop = cache.count - keep;
+  for (std::uint32_t i = 0; i < drop; ++i) local.push(cls, local.cached_header(cache.blocks[i]));
+  std::memmove(cache.blocks, cache.blocks + drop, keep * sizeof(cache.blocks[0]));
+  cache.count = keep;
+  cache.acquired -= drop;  // share unchanged, as in refill()
+  cache.min_count = keep;
 }
 
 }  // namespace ringfork::detail

@@ -19,16 +19,17 @@
 
 namespace ringfork::detail {
 
-// One class's free blocks in one thread, and its in-use change not yet added to the shared
-// estimate (statistics are published in batches so the hot path writes no shared line).
+// One class's free blocks in one thread. Statistics cost the hot path only `min_count`:
+// this thread's share of the blocks in use is acquired - count (blocks it took from the shared
+// lists, less those in its cache), which changes by refill and trim only when they publish.
 struct ClassCache {
   std::uint32_t count = 0;
   std::uint32_t capacity = 0;
-  std::int64_t unpublished = 0;
-  std::int64_t unpublished_peak = 0;
+  std::uint32_t min_count = 0;  // lowest count since the last publish: this thread's peak
+  std::int64_t acquired = 0;    // blocks taken from the shared lists, less those pushed back
+  std::int64_t published = 0;   // acquired - count as last added to the shared estimate
   std::uint64_t blocks[kMaxCacheBlocks] = {};
 };
-
 // One thread's caches for one attached pool (one BlockPoolLocal). Thread-private memory from
 // mimalloc's per-thread heap; aligned so that it shares no line with another thread's cache.
 struct alignas(kCacheLineSize) ThreadCache {
@@ -66,6 +67,7 @@ inline ThreadCache* thread_cache(const std::shared_ptr<BlockPoolLocal>& local) n
 std::error_code refill(BlockPoolLocal& local, std::uint32_t cls, ClassCache& cache) noexcept;
 // Pushes the oldest blocks until `keep` remain, and publishes the statistics.
 void trim(BlockPoolLocal& local, std::uint32_t cls, ClassCache& cache, std::uint32_t keep) noexcept;
+// Adds this cache's in-use change and peak since the last publish to the shared statistics.
 void publish_cache_stats(BlockPoolLocal& local, std::uint32_t cls, ClassCache& cache) noexcept;
 
 // Called by the fork handler in the child's only thread: forget every inherited cache.

@@ -24,8 +24,6 @@ constexpr std::size_t kChunkTargetBytes = 256 << 10;
 // A class's cache holds up to kCacheTargetBytes of blocks, between 1 and kMaxCacheBlocks.
 constexpr std::uint32_t kMaxCacheBlocks = 32;
 constexpr std::size_t kCacheTargetBytes = 1 << 20;
-// A process adds its in-use count change to the shared estimate at least this often.
-constexpr std::int64_t kStatsBatch = 256;
 
 // Tagged free-list head: low 40 bits hold index + 1 of the first free block (0 = empty), the
 // high 24 bits a generation bumped by every push and pop. A CAS that loaded the head before
@@ -119,6 +117,7 @@ struct BlockPoolLocal {
   SharedArena* arena;
   Segment* segment;
   std::byte* base;  // segment->base(), one load nearer the hot path
+  const std::error_category* system_category;  // for allocate()'s success value
   PoolControl* control;
   std::uint32_t class_count = 0;
   ClassGeometry classes[kMaxClasses] = {};
@@ -151,21 +150,23 @@ struct BlockPoolLocal {
   }
 
   // The header of `block` if it is a block of this pool (whatever its state), else nullptr.
-  // The common case costs a few loads and a multiply: free() runs it on every call.
-  BlockHeader* locate(std::uint64_t block, std::uint32_t& cls) const noexcept {
+  // A few loads and a multiply: free() runs it on every call. Without `ask_kernel`, a header
+  // beyond what this process already knows is committed counts as not found; with it,
+  // try_bytes() re-checks with fstat. Either way, never a SIGBUS on a bad offset.
+  BlockHeader* locate(std::uint64_t block, std::uint32_t& cls, bool ask_kernel) const noexcept {
     if (block < kHeaderBytes || block % kCacheLineSize != 0) return nullptr;
-    // Inside what this process already knows is committed: readable without asking the
-    // kernel. Otherwise try_bytes() re-checks with fstat (never a SIGBUS on a bad offset).
-    if (block > segment->committed() &&
-        segment->try_bytes(block - kHeaderBytes, kHeaderBytes, kCacheLineSize) == nullptr) {
-      return nullptr;
-    }
+    if (block > segment->committed() && (!ask_kernel || !readable_header(block))) return nullptr;
     auto* header = reinterpret_cast<BlockHeader*>(base + block - kHeaderBytes);
     // relaxed: hints only, trusted once the chunk table puts this very header at that index.
     cls = header->class_id.load(std::memory_order_relaxed);
     const std::uint64_t index = header->index.load(std::memory_order_relaxed);
     if (cls >= class_count || header_offset(cls, index) != block - kHeaderBytes) return nullptr;
     return header;
+  }
+
+  // Whether the header before `block` lies in committed memory, asking the kernel (fstat).
+  [[gnu::noinline]] bool readable_header(std::uint64_t block) const noexcept {
+    return segment->try_bytes(block - kHeaderBytes, kHeaderBytes, kCacheLineSize) != nullptr;
   }
 
   std::uint64_t block_of(const BlockHeader* header) const noexcept {
