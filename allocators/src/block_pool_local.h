@@ -62,7 +62,7 @@ struct PoolClass {
   std::uint64_t blocks_per_chunk;
   std::uint64_t max_chunks;
   std::uint64_t chunk_table;  // offset of max_chunks atomic<uint64_t>: chunk offsets, 0 = none
-  // Statistics, updated in per-process batches (see ClassCache): off the hot lines.
+  // Statistics, updated by each thread when it refills or trims its cache: off the hot lines.
   alignas(kFalseSharingRange) std::atomic<std::int64_t> in_use_estimate;
   std::atomic<std::uint64_t> high_water;
   std::atomic<std::uint64_t> reclaimed;
