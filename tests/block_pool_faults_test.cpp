@@ -1,8 +1,6 @@
 // BlockPool under injected faults: a SIGKILLed owner's blocks (held or cached by any of its
 // threads) come back through reclaim; a forked child never uses its parent's cache; the
 // tagged head defeats ABA; fork during another thread's refill does not hang.
-#include "ringfork/block_pool.h"
-
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
@@ -15,6 +13,7 @@
 #include <vector>
 
 #include "block_pool_fixture.h"
+#include "ringfork/block_pool.h"
 #include "test_support.h"
 
 namespace ringfork {
@@ -236,7 +235,7 @@ void interleave_aba(void* context) {
   std::thread other([&scene] {
     std::uint64_t a = 0, b = 0;
     if (scene.pool->allocate(1 << 20, a) || scene.pool->allocate(1 << 20, b)) return;
-    scene.pool->free(a);                // into this thread's cache (room for one) ...
+    scene.pool->free(a);              // into this thread's cache (room for one) ...
     scene.pool->flush_local_cache();  // ... and back onto the shared list: A is the head
     scene.popped_and_pushed = a;
     scene.kept = b;

@@ -42,14 +42,15 @@ struct XorShift {
 };
 
 // Stamps a block with its holder and offset (first and last words), to catch any other writer.
-inline void stamp(const PoolFixture& f, std::uint64_t block, std::size_t bytes, std::uint64_t holder) {
+inline void stamp(const PoolFixture& f, std::uint64_t block, std::size_t bytes,
+                  std::uint64_t holder) {
   std::uint64_t* words = f.words(block);
   words[0] = holder;
   words[1] = block;
   words[bytes / 8 - 1] = ~block;
 }
 inline bool stamp_intact(const PoolFixture& f, std::uint64_t block, std::size_t bytes,
-                  std::uint64_t holder) {
+                         std::uint64_t holder) {
   const std::uint64_t* words = f.words(block);
   return words[0] == holder && words[1] == block && words[bytes / 8 - 1] == ~block;
 }

@@ -1,22 +1,21 @@
 // BlockPool shared by forked processes and by threads: no block handed out twice, none
 // leaked, per-thread caches returned when their thread exits, blocks freed by another thread.
-#include "ringfork/block_pool.h"
-
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <deque>
-#include <mutex>
-#include <atomic>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <thread>
 #include <vector>
 
 #include "block_pool_fixture.h"
+#include "ringfork/block_pool.h"
 #include "test_support.h"
 
 namespace ringfork {

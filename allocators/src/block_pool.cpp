@@ -58,7 +58,8 @@ void start_pid_tracking() {
 }
 
 // Debug builds stop at the first misuse, where it happened; release builds ignore it.
-[[gnu::cold, gnu::noinline]] void report_misuse([[maybe_unused]] const char* what, [[maybe_unused]] std::uint64_t block) {
+[[gnu::cold, gnu::noinline]] void report_misuse([[maybe_unused]] const char* what,
+                                                [[maybe_unused]] std::uint64_t block) {
 #ifndef NDEBUG
   std::fprintf(stderr, "ringfork::BlockPool: %s (offset %llu, pid %d)\n", what,
                static_cast<unsigned long long>(block), static_cast<int>(::getpid()));
@@ -169,8 +170,7 @@ BlockPool BlockPool::attach(SharedArena& arena, std::uint64_t offset) {
                       g.max_chunks < kIndexMask / g.blocks_per_chunk;
     if (!sane) bad_layout(offset, "class " + std::to_string(i) + " has an impossible geometry");
     g.index_limit = g.blocks_per_chunk * g.max_chunks;
-    g.chunk_reciprocal =
-        g.blocks_per_chunk == 1 ? 0 : ~std::uint64_t{0} / g.blocks_per_chunk + 1;
+    g.chunk_reciprocal = g.blocks_per_chunk == 1 ? 0 : ~std::uint64_t{0} / g.blocks_per_chunk + 1;
     g.cache_capacity = static_cast<std::uint32_t>(cache_capacity(g.block_bytes));
     g.chunk_table = segment.try_at(Offset<std::atomic<std::uint64_t>>{shared.chunk_table},
                                    std::max<std::size_t>(1, g.max_chunks));
@@ -195,8 +195,7 @@ inline std::uint64_t take_cached(BlockPoolLocal& local, ClassCache& cache) noexc
 
 // allocate() when the hint does not match this pool or the class's cache is empty.
 [[gnu::noinline]] std::error_code allocate_slow(const std::shared_ptr<BlockPoolLocal>& pool,
-                                                std::uint32_t cls,
-                                                std::uint64_t& block) noexcept {
+                                                std::uint32_t cls, std::uint64_t& block) noexcept {
   BlockPoolLocal& local = *pool;
   if (ThreadCache* thread = thread_cache(pool)) {
     ClassCache& cache = thread->classes[cls];
@@ -257,7 +256,8 @@ inline std::uint64_t take_cached(BlockPoolLocal& local, ClassCache& cache) noexc
 std::error_code BlockPool::allocate(std::size_t bytes, std::uint64_t& block) noexcept {
   BlockPoolLocal& local = *local_;
   const int found = local.class_for(bytes);
-  if (found < 0) [[unlikely]] return std::make_error_code(std::errc::invalid_argument);
+  if (found < 0) [[unlikely]]
+    return std::make_error_code(std::errc::invalid_argument);
   const auto cls = static_cast<std::uint32_t>(found);
   const ThreadCacheHint hint = t_cache_hint;
   if (hint.pool_id == local.id) [[likely]] {
@@ -279,8 +279,7 @@ void BlockPool::free(std::uint64_t block) noexcept {
   // freeing the same block at the same instant, a race the callers' own synchronisation
   // must rule out. relaxed: only this block's holder changes its state; the block's bytes
   // are published by the release of whatever later hands it on (a push, a queue).
-  if (header == nullptr || header->state.load(std::memory_order_relaxed) != kInUse)
-      [[unlikely]] {
+  if (header == nullptr || header->state.load(std::memory_order_relaxed) != kInUse) [[unlikely]] {
     return free_checked(local_, block);
   }
   // Owner before state: killed in between, the block is ours and in use, so reclaim(us)

@@ -55,7 +55,8 @@ extern constinit thread_local ThreadCacheHint t_cache_hint
 ThreadCache* find_thread_cache(const std::shared_ptr<BlockPoolLocal>& local, bool create);
 
 inline ThreadCache* thread_cache(const std::shared_ptr<BlockPoolLocal>& local) noexcept {
-  if (t_cache_hint.pool_id == local->id) [[likely]] return t_cache_hint.cache;
+  if (t_cache_hint.pool_id == local->id) [[likely]]
+    return t_cache_hint.cache;
   try {
     return find_thread_cache(local, true);
   } catch (...) {

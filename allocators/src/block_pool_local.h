@@ -116,7 +116,7 @@ struct BlockPoolLocal {
   std::uint64_t id = 0;
   SharedArena* arena;
   Segment* segment;
-  std::byte* base;  // segment->base(), one load nearer the hot path
+  std::byte* base;                             // segment->base(), one load nearer the hot path
   const std::error_category* system_category;  // for allocate()'s success value
   PoolControl* control;
   std::uint32_t class_count = 0;
@@ -141,8 +141,7 @@ struct BlockPoolLocal {
     const std::uint64_t chunk =
         g.chunk_reciprocal == 0
             ? index
-            : static_cast<std::uint64_t>(
-                  (static_cast<Uint128>(index) * g.chunk_reciprocal) >> 64);
+            : static_cast<std::uint64_t>((static_cast<Uint128>(index) * g.chunk_reciprocal) >> 64);
     // acquire: pairs with the carver's release of the chunk offset: its headers are written.
     const std::uint64_t base_offset = g.chunk_table[chunk].load(std::memory_order_acquire);
     if (base_offset == 0) return 0;

@@ -20,8 +20,8 @@ struct BlockPoolLocal;  // process-local state: validated layout copy and per-cl
 
 struct BlockPoolOptions {
   // Block sizes of the classes, ascending powers of two from 64 B to 64 MiB.
-  std::vector<std::size_t> block_sizes = {64, 256, 1024, 4096, 16384, 65536, 262144, 1 << 20,
-                                          4 << 20, 16 << 20, 64 << 20};
+  std::vector<std::size_t> block_sizes = {64,     256,     1024,    4096,     16384,   65536,
+                                          262144, 1 << 20, 4 << 20, 16 << 20, 64 << 20};
   // Cap on the bytes of blocks carved from the arena, all classes together; allocation
   // beyond it fails with ENOMEM. Blocks are carved lazily, a batch at a time.
   std::size_t max_bytes = std::size_t{1} << 30;
@@ -29,10 +29,10 @@ struct BlockPoolOptions {
 
 struct BlockPoolClassStats {
   std::size_t block_bytes;
-  std::uint64_t carved;          // blocks ever carved from the arena for this class
-  std::uint64_t in_use;          // handed out and not yet freed
-  std::uint64_t high_water;      // peak of in_use
-  std::uint64_t reclaimed;       // freed by reclaim() on behalf of dead owners
+  std::uint64_t carved;      // blocks ever carved from the arena for this class
+  std::uint64_t in_use;      // handed out and not yet freed
+  std::uint64_t high_water;  // peak of in_use
+  std::uint64_t reclaimed;   // freed by reclaim() on behalf of dead owners
 };
 
 // Lives in a segment (its control block comes from the arena); every process that maps the
