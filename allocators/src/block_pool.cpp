@@ -1,5 +1,5 @@
 // BlockPool: per-class Treiber stacks of block headers in the segment (tagged heads against
-// ABA), carved lazily from the arena, fronted by a process-local cache per class.
+// ABA), carved lazily from the arena, fronted by per-thread caches (block_pool_cache.cpp).
 #include "ringfork/block_pool.h"
 
 #include <mimalloc.h>
@@ -15,6 +15,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "block_pool_cache.h"
 #include "block_pool_local.h"
 #include "ringfork/cache_line.h"
 #include "ringfork/local_alloc.h"
@@ -33,167 +34,10 @@ namespace {
 void note_pid_after_fork() noexcept {
   // relaxed: see current_pid(); this child has one thread.
   g_block_pool_pid.store(::getpid(), std::memory_order_relaxed);
+  forget_thread_caches_after_fork();
 }
 
 }  // namespace
-
-// Pops a block and records (owner, state) in it; 0 when the list is empty or corrupt.
-std::uint64_t BlockPoolLocal::pop(std::uint32_t cls, pid_t owner, BlockState state) noexcept {
-  const ClassGeometry& g = classes[cls];
-  const std::uint64_t limit = g.blocks_per_chunk * g.max_chunks;
-  // acquire: pairs with the pushes' release, so the head block's header is visible.
-  std::uint64_t head = g.shared->free_head.load(std::memory_order_acquire);
-  for (;;) {
-    const std::uint64_t first = head & kIndexMask;
-    if (first == 0) return 0;
-    BlockHeader* header = first <= limit ? header_at(cls, first - 1) : nullptr;
-    if (header == nullptr) return 0;  // corrupt head: never follow it; carving goes on
-    // relaxed: if the block was popped since we loaded `head`, this may be stale, and then
-    // the head's tag has moved and the CAS below fails.
-    const std::uint64_t next = header->next.load(std::memory_order_relaxed);
-    if (next > limit) {
-      // acquire: as above. An unchanged head means the link really is corrupt.
-      const std::uint64_t again = g.shared->free_head.load(std::memory_order_acquire);
-      if (again == head) return 0;
-      head = again;
-      continue;
-    }
-#ifndef NDEBUG
-    // relaxed: set by a test before the threads it interleaves start.
-    if (auto* hook = g_pop_hook.load(std::memory_order_relaxed)) {
-      hook(g_pop_hook_context.load(std::memory_order_relaxed));
-    }
-#endif
-    const std::uint64_t desired = next | (((head >> kIndexBits) + 1) << kIndexBits);
-    // acquire (both ways): on success the block and the data its freer wrote are visible;
-    // on failure the new head block's header is, for the next round.
-    if (g.shared->free_head.compare_exchange_weak(head, desired, std::memory_order_acquire,
-                                                  std::memory_order_acquire)) {
-      // relaxed: another process reads these only after receiving the block through a
-      // release/acquire hand-over, or after reaping this process (reclaim).
-      header->owner.store(owner, std::memory_order_relaxed);
-      header->state.store(state, std::memory_order_relaxed);
-      return block_of(header);
-    }
-  }
-}
-
-void BlockPoolLocal::push(std::uint32_t cls, BlockHeader* header) noexcept {
-  PoolClass& shared = *classes[cls].shared;
-  // relaxed: published by the release CAS below. Owner first: a block with a live pid as
-  // owner is never on the list, which is what lets reclaim() push without looking.
-  header->owner.store(kNoOwner, std::memory_order_relaxed);
-  header->state.store(kFree, std::memory_order_relaxed);
-  const std::uint64_t self = header->index.load(std::memory_order_relaxed) + 1;
-  // relaxed: the head's value is only linked below, never dereferenced here.
-  std::uint64_t head = shared.free_head.load(std::memory_order_relaxed);
-  for (;;) {
-    header->next.store(head & kIndexMask, std::memory_order_relaxed);
-    const std::uint64_t desired = self | (((head >> kIndexBits) + 1) << kIndexBits);
-    // release: the popper that sees this head sees `next`, the header and the block's bytes.
-    if (shared.free_head.compare_exchange_weak(head, desired, std::memory_order_release,
-                                               std::memory_order_relaxed)) {
-      return;
-    }
-  }
-}
-
-// Carves one chunk for `cls`: up to `keep` blocks go to `out` (owned, kCached), the rest
-// onto the shared list. Returns how many went to `out` through `kept`.
-std::error_code BlockPoolLocal::carve(std::uint32_t cls, std::uint32_t keep, std::uint64_t* out,
-                                      std::uint32_t& kept) noexcept {
-  const ClassGeometry& g = classes[cls];
-  const std::uint64_t chunk_bytes = g.stride * g.blocks_per_chunk;
-  const std::uint64_t max_bytes = control->max_bytes;
-  // relaxed: a budget counter; the chunk's contents are published through its table entry.
-  std::uint64_t used = control->carved_bytes.load(std::memory_order_relaxed);
-  do {
-    if (used > max_bytes || chunk_bytes > max_bytes - used) {
-      return std::make_error_code(std::errc::not_enough_memory);
-    }
-  } while (!control->carved_bytes.compare_exchange_weak(used, used + chunk_bytes,
-                                                        std::memory_order_relaxed));
-  std::uint64_t offset = 0;
-  if (std::error_code error = arena->allocate(chunk_bytes, kCacheLineSize, offset)) {
-    control->carved_bytes.fetch_sub(chunk_bytes, std::memory_order_relaxed);  // relaxed: budget
-    return error;
-  }
-  // relaxed: only hands out distinct slot numbers.
-  const std::uint64_t slot = g.shared->chunks.fetch_add(1, std::memory_order_relaxed);
-  auto* bytes = static_cast<std::byte*>(segment->try_bytes(offset, chunk_bytes, kCacheLineSize));
-  if (slot >= g.max_chunks || bytes == nullptr) {
-    return std::make_error_code(std::errc::not_enough_memory);  // unreachable within budget
-  }
-  const pid_t me = current_pid();
-  for (std::uint64_t i = 0; i < g.blocks_per_chunk; ++i) {
-    auto* header = new (bytes + i * g.stride) BlockHeader{};
-    // relaxed: published by the release store of the table entry below.
-    header->class_id.store(cls, std::memory_order_relaxed);
-    header->index.store(slot * g.blocks_per_chunk + i, std::memory_order_relaxed);
-    header->owner.store(me, std::memory_order_relaxed);
-    header->state.store(kCached, std::memory_order_relaxed);
-  }
-  // release: header_at()'s acquire then sees the headers written above.
-  g.chunk_table[slot].store(offset, std::memory_order_release);
-  g.shared->carved.fetch_add(g.blocks_per_chunk, std::memory_order_relaxed);  // relaxed: stat
-  kept = 0;
-  for (std::uint64_t i = 0; i < g.blocks_per_chunk; ++i) {
-    auto* header = reinterpret_cast<BlockHeader*>(bytes + i * g.stride);
-    if (kept < keep) {
-      out[kept++] = block_of(header);
-    } else {
-      push(cls, header);
-    }
-  }
-  return {};
-}
-
-void BlockPoolLocal::publish_in_use(std::uint32_t cls, std::int64_t delta,
-                                    std::int64_t peak) noexcept {
-  PoolClass& shared = *classes[cls].shared;
-  // relaxed: statistics; no memory is published through them.
-  const std::int64_t before = shared.in_use_estimate.fetch_add(delta, std::memory_order_relaxed);
-  const std::int64_t candidate = before + peak;
-  if (candidate <= 0) return;
-  std::uint64_t high = shared.high_water.load(std::memory_order_relaxed);
-  while (high < static_cast<std::uint64_t>(candidate) &&
-         !shared.high_water.compare_exchange_weak(high, static_cast<std::uint64_t>(candidate),
-                                                  std::memory_order_relaxed)) {
-  }
-}
-
-void BlockPoolLocal::publish_cache_stats(std::uint32_t cls, ClassCache& cache) noexcept {
-  if (cache.unpublished == 0 && cache.unpublished_peak == 0) return;
-  publish_in_use(cls, cache.unpublished, cache.unpublished_peak);
-  cache.unpublished = 0;
-  cache.unpublished_peak = 0;
-}
-
-std::error_code BlockPoolLocal::refill(std::uint32_t cls, ClassCache& cache) noexcept {
-  const std::uint32_t want = std::max<std::uint32_t>(1, cache.capacity / 2);
-  const pid_t me = current_pid();
-  while (cache.count < want) {
-    const std::uint64_t block = pop(cls, me, kCached);
-    if (block == 0) break;
-    cache.blocks[cache.count++] = block;
-  }
-  publish_cache_stats(cls, cache);  // we touched shared lines anyway
-  if (cache.count > 0) return {};
-  std::uint32_t kept = 0;
-  std::error_code error = carve(cls, want, cache.blocks, kept);
-  cache.count = kept;
-  return error;
-}
-
-// Pushes the oldest blocks until `keep` remain.
-void BlockPoolLocal::trim(std::uint32_t cls, ClassCache& cache, std::uint32_t keep) noexcept {
-  if (cache.count <= keep) return;
-  const std::uint32_t drop = cache.count - keep;
-  for (std::uint32_t i = 0; i < drop; ++i) push(cls, cached_header(cache.blocks[i]));
-  std::memmove(cache.blocks, cache.blocks + drop, keep * sizeof(cache.blocks[0]));
-  cache.count = keep;
-  publish_cache_stats(cls, cache);
-}
 
 }  // namespace detail
 
@@ -214,7 +58,8 @@ void start_pid_tracking() {
 }
 
 // Debug builds stop at the first misuse, where it happened; release builds ignore it.
-void report_misuse([[maybe_unused]] const char* what, [[maybe_unused]] std::uint64_t block) {
+[[gnu::cold, gnu::noinline]] void report_misuse([[maybe_unused]] const char* what,
+                                                [[maybe_unused]] std::uint64_t block) {
 #ifndef NDEBUG
   std::fprintf(stderr, "ringfork::BlockPool: %s (offset %llu, pid %d)\n", what,
                static_cast<unsigned long long>(block), static_cast<int>(::getpid()));
@@ -299,62 +144,73 @@ BlockPool BlockPool::attach(SharedArena& arena, std::uint64_t offset) {
     bad_layout(offset, "class count " + std::to_string(control->class_count));
   }
   std::shared_ptr<BlockPoolLocal> local = make_local();
+  local->id = next_pool_id();
   local->arena = &arena;
   local->segment = &segment;
+  local->base = segment.base();
+  local->system_category = &std::system_category();
   local->control = control;
   local->class_count = control->class_count;
   for (std::uint32_t i = 0; i < control->class_count; ++i) {
     PoolClass& shared = control->classes[i];
     auto& g = local->classes[i];
-    g = {shared.block_bytes, shared.stride, shared.blocks_per_chunk,
-         shared.max_chunks,  &shared,       nullptr};
+    g = {.block_bytes = shared.block_bytes,
+         .stride = shared.stride,
+         .blocks_per_chunk = shared.blocks_per_chunk,
+         .max_chunks = shared.max_chunks,
+         .shared = &shared};
+    // The index bound also keeps header_offset()'s reciprocal division exact (see there).
     const bool sane = g.block_bytes >= 64 && g.block_bytes % 64 == 0 &&
                       g.block_bytes <= (std::size_t{1} << 40) &&
                       (i == 0 || g.block_bytes > local->classes[i - 1].block_bytes) &&
                       g.stride == g.block_bytes + kHeaderBytes && g.blocks_per_chunk >= 1 &&
                       g.blocks_per_chunk <= kChunkTargetBytes &&
                       g.max_chunks <= control->max_bytes / (g.stride * g.blocks_per_chunk) &&
-                      g.max_chunks <= segment.capacity() / sizeof(std::uint64_t);
+                      g.max_chunks <= segment.capacity() / sizeof(std::uint64_t) &&
+                      g.max_chunks < kIndexMask / g.blocks_per_chunk;
     if (!sane) bad_layout(offset, "class " + std::to_string(i) + " has an impossible geometry");
+    g.index_limit = g.blocks_per_chunk * g.max_chunks;
+    g.chunk_reciprocal = g.blocks_per_chunk == 1 ? 0 : ~std::uint64_t{0} / g.blocks_per_chunk + 1;
+    g.cache_capacity = static_cast<std::uint32_t>(cache_capacity(g.block_bytes));
     g.chunk_table = segment.try_at(Offset<std::atomic<std::uint64_t>>{shared.chunk_table},
                                    std::max<std::size_t>(1, g.max_chunks));
     if (g.chunk_table == nullptr) bad_layout(offset, "chunk table outside the segment");
-    local->caches[i].capacity = static_cast<std::uint32_t>(cache_capacity(g.block_bytes));
-    local->caches[i].pid = current_pid();
   }
   return BlockPool(arena, offset, std::move(local));
 }
 
 std::uint64_t BlockPool::offset() const noexcept { return control_; }
 
-std::error_code BlockPool::allocate(std::size_t bytes, std::uint64_t& block) noexcept {
-  BlockPoolLocal& local = *local_;
-  const int found = local.class_for(bytes);
-  if (found < 0) return std::make_error_code(std::errc::invalid_argument);
-  const auto cls = static_cast<std::uint32_t>(found);
-  auto& cache = local.caches[cls];
-  if (local.try_lock(cache)) {
-    std::error_code error;
-    if (cache.count == 0) error = local.refill(cls, cache);
-    if (cache.count > 0) {
-      block = cache.blocks[--cache.count];
-      // relaxed: the block is this process's; others learn of it through a later hand-over.
-      local.cached_header(block)->state.store(kInUse, std::memory_order_relaxed);
-      ++cache.unpublished;
-      cache.unpublished_peak = std::max(cache.unpublished_peak, cache.unpublished);
-      if (cache.unpublished >= kStatsBatch) local.publish_cache_stats(cls, cache);
-      local.unlock(cache);
-      return {};
+namespace {
+
+// The cache's newest block, now in use. The caller checked that the cache is not empty.
+inline std::uint64_t take_cached(BlockPoolLocal& local, ClassCache& cache) noexcept {
+  const std::uint64_t block = cache.blocks[--cache.count];
+  cache.min_count = std::min(cache.min_count, cache.count);
+  // relaxed: the block is this process's (its owner was set when it entered the cache);
+  // another process reads the state only after a hand-over or after reaping us (reclaim).
+  local.cached_header(block)->state.store(kInUse, std::memory_order_relaxed);
+  return block;
+}
+
+// allocate() when the hint does not match this pool or the class's cache is empty.
+[[gnu::noinline]] std::error_code allocate_slow(const std::shared_ptr<BlockPoolLocal>& pool,
+                                                std::uint32_t cls, std::uint64_t& block) noexcept {
+  BlockPoolLocal& local = *pool;
+  if (ThreadCache* thread = thread_cache(pool)) {
+    ClassCache& cache = thread->classes[cls];
+    if (cache.count == 0) {
+      if (std::error_code error = refill(local, cls, cache); cache.count == 0) return error;
     }
-    local.unlock(cache);
-    return error;
+    block = take_cached(local, cache);
+    return {};
   }
-  // Another thread of this process holds the cache: go to the shared list, never wait.
+  // No cache (out of memory for one, or this thread is exiting): the shared list directly.
   std::uint64_t taken = local.pop(cls, current_pid(), kInUse);
   if (taken == 0) {
     std::uint32_t kept = 0;
     if (std::error_code error = local.carve(cls, 1, &taken, kept)) return error;
-    // relaxed: as above, the block is ours.
+    // relaxed: as in take_cached(), the block is ours.
     local.cached_header(taken)->state.store(kInUse, std::memory_order_relaxed);
   }
   local.publish_in_use(cls, 1, 1);
@@ -362,35 +218,88 @@ std::error_code BlockPool::allocate(std::size_t bytes, std::uint64_t& block) noe
   return {};
 }
 
-void BlockPool::free(std::uint64_t block) noexcept {
-  BlockPoolLocal& local = *local_;
-  std::uint32_t cls = 0;
-  BlockHeader* header = local.locate(block, cls);
-  if (header == nullptr) return report_misuse("free of an offset that is not a block", block);
-  std::uint32_t expected = kInUse;
-  // relaxed: only decides which of two racing frees wins; the block's bytes are published
-  // by the cache lock's or the push's release.
-  if (!header->state.compare_exchange_strong(expected, kCached, std::memory_order_relaxed)) {
-    return report_misuse("double free (block is not in use)", block);
-  }
-  // relaxed: read by reclaim() only after this process has been reaped.
-  header->owner.store(current_pid(), std::memory_order_relaxed);
-  auto& cache = local.caches[cls];
-  if (local.try_lock(cache)) {
-    if (cache.count == cache.capacity) local.trim(cls, cache, cache.capacity / 2);
+// free() when the hint does not match this pool or the class's cache is full.
+[[gnu::noinline]] void free_slow(const std::shared_ptr<BlockPoolLocal>& pool, std::uint32_t cls,
+                                 BlockHeader* header, std::uint64_t block) noexcept {
+  BlockPoolLocal& local = *pool;
+  if (ThreadCache* thread = thread_cache(pool)) {
+    ClassCache& cache = thread->classes[cls];
+    if (cache.count == cache.capacity) trim(local, cls, cache, cache.capacity / 2);
     cache.blocks[cache.count++] = block;
-    --cache.unpublished;
-    if (cache.unpublished <= -kStatsBatch) local.publish_cache_stats(cls, cache);
-    local.unlock(cache);
     return;
   }
   local.push(cls, header);
   local.publish_in_use(cls, -1, 0);
 }
 
+// free() of a block whose header is not in memory this process knows is committed, or that
+// is not a block in use: the full checks, and the misuse report.
+[[gnu::noinline]] void free_checked(const std::shared_ptr<BlockPoolLocal>& pool,
+                                    std::uint64_t block) noexcept {
+  std::uint32_t cls = 0;
+  BlockHeader* header = pool->locate(block, cls, true);
+  if (header == nullptr) return report_misuse("free of an offset that is not a block", block);
+  // relaxed: as in free().
+  if (header->state.load(std::memory_order_relaxed) != kInUse) {
+    return report_misuse("double free (block is not in use)", block);
+  }
+  header->owner.store(current_pid(), std::memory_order_relaxed);  // relaxed: as in free()
+  header->state.store(kCached, std::memory_order_relaxed);
+  free_slow(pool, cls, header, block);
+}
+
+}  // namespace
+
+// The hot paths: the thread's hint, its cache, the block's header; no atomic
+// read-modify-write, no shared line written (the header is the block's own). Every call
+// out of them is a tail call, so they need no stack frame.
+std::error_code BlockPool::allocate(std::size_t bytes, std::uint64_t& block) noexcept {
+  BlockPoolLocal& local = *local_;
+  const int found = local.class_for(bytes);
+  if (found < 0) [[unlikely]]
+    return std::make_error_code(std::errc::invalid_argument);
+  const auto cls = static_cast<std::uint32_t>(found);
+  const ThreadCacheHint hint = t_cache_hint;
+  if (hint.pool_id == local.id) [[likely]] {
+    ClassCache& cache = hint.cache->classes[cls];
+    if (cache.count != 0) [[likely]] {
+      block = take_cached(local, cache);
+      // std::error_code{} would call std::system_category() out of line every time.
+      return std::error_code(0, *local.system_category);
+    }
+  }
+  return allocate_slow(local_, cls, block);
+}
+
+void BlockPool::free(std::uint64_t block) noexcept {
+  BlockPoolLocal& local = *local_;
+  std::uint32_t cls = 0;
+  BlockHeader* header = local.locate(block, cls, false);
+  // A plain check, no read-modify-write: it catches every double free except two threads
+  // freeing the same block at the same instant, a race the callers' own synchronisation
+  // must rule out. relaxed: only this block's holder changes its state; the block's bytes
+  // are published by the release of whatever later hands it on (a push, a queue).
+  if (header == nullptr || header->state.load(std::memory_order_relaxed) != kInUse) [[unlikely]] {
+    return free_checked(local_, block);
+  }
+  // Owner before state: killed in between, the block is ours and in use, so reclaim(us)
+  // returns it. relaxed: read by reclaim() only after this process has been reaped.
+  header->owner.store(current_pid(), std::memory_order_relaxed);
+  header->state.store(kCached, std::memory_order_relaxed);
+  const ThreadCacheHint hint = t_cache_hint;
+  if (hint.pool_id == local.id) [[likely]] {
+    ClassCache& cache = hint.cache->classes[cls];
+    if (cache.count != cache.capacity) [[likely]] {
+      cache.blocks[cache.count++] = block;
+      return;
+    }
+  }
+  return free_slow(local_, cls, header, block);
+}
+
 void BlockPool::set_owner(std::uint64_t block, pid_t owner) noexcept {
   std::uint32_t cls = 0;
-  BlockHeader* header = local_->locate(block, cls);
+  BlockHeader* header = local_->locate(block, cls, true);
   if (header == nullptr) return report_misuse("set_owner of an offset that is not a block", block);
   // relaxed: the new owner is read by a reclaimer only after the owner's death is observed
   // (waitpid), which orders it after this store.
@@ -402,7 +311,7 @@ void BlockPool::set_owner(std::uint64_t block, pid_t owner) noexcept {
 
 std::size_t BlockPool::block_bytes(std::uint64_t block) const noexcept {
   std::uint32_t cls = 0;
-  return local_->locate(block, cls) != nullptr ? local_->classes[cls].block_bytes : 0;
+  return local_->locate(block, cls, true) != nullptr ? local_->classes[cls].block_bytes : 0;
 }
 
 std::size_t BlockPool::max_block_bytes() const noexcept {
@@ -439,25 +348,23 @@ std::size_t BlockPool::reclaim(pid_t dead) noexcept {
 }
 
 void BlockPool::flush_local_cache() noexcept {
-  BlockPoolLocal& local = *local_;
-  for (std::uint32_t cls = 0; cls < local.class_count; ++cls) {
-    auto& cache = local.caches[cls];
-    // Holders never block while holding it (at worst an arena commit), so this ends.
-    while (!local.try_lock(cache)) cpu_relax();
-    local.trim(cls, cache, 0);
-    local.publish_cache_stats(cls, cache);
-    local.unlock(cache);
+  ThreadCache* thread = nullptr;
+  try {
+    thread = find_thread_cache(local_, false);
+  } catch (...) {
+  }
+  if (thread == nullptr) return;
+  for (std::uint32_t cls = 0; cls < local_->class_count; ++cls) {
+    trim(*local_, cls, thread->classes[cls], 0);
   }
 }
 
 std::vector<BlockPoolClassStats> BlockPool::stats() const {
   BlockPoolLocal& local = *local_;
   std::vector<BlockPoolClassStats> result(local.class_count);
-  for (std::uint32_t cls = 0; cls < local.class_count; ++cls) {
-    auto& cache = local.caches[cls];
-    if (local.try_lock(cache)) {
-      local.publish_cache_stats(cls, cache);
-      local.unlock(cache);
+  if (ThreadCache* thread = find_thread_cache(local_, false)) {
+    for (std::uint32_t cls = 0; cls < local.class_count; ++cls) {
+      publish_cache_stats(local, cls, thread->classes[cls]);
     }
   }
   // in_use is counted, not estimated: exact whatever processes died, at the cost of a scan.

@@ -24,14 +24,13 @@ constexpr std::size_t kChunkTargetBytes = 256 << 10;
 // A class's cache holds up to kCacheTargetBytes of blocks, between 1 and kMaxCacheBlocks.
 constexpr std::uint32_t kMaxCacheBlocks = 32;
 constexpr std::size_t kCacheTargetBytes = 1 << 20;
-// A process adds its in-use count change to the shared estimate at least this often.
-constexpr std::int64_t kStatsBatch = 256;
 
 // Tagged free-list head: low 40 bits hold index + 1 of the first free block (0 = empty), the
 // high 24 bits a generation bumped by every push and pop. A CAS that loaded the head before
 // another process popped and re-pushed the same block sees a different tag and fails; a
 // false success needs a pause of exactly a multiple of 2^24 list operations.
 constexpr int kIndexBits = 40;
+__extension__ using Uint128 = unsigned __int128;  // GCC/Clang builtin; for a 64x64 high product
 constexpr std::uint64_t kIndexMask = (std::uint64_t{1} << kIndexBits) - 1;
 
 enum BlockState : std::uint32_t { kFree = 1, kCached = 2, kInUse = 3 };
@@ -63,7 +62,7 @@ struct PoolClass {
   std::uint64_t blocks_per_chunk;
   std::uint64_t max_chunks;
   std::uint64_t chunk_table;  // offset of max_chunks atomic<uint64_t>: chunk offsets, 0 = none
-  // Statistics, updated in per-process batches (see ClassCache): off the hot lines.
+  // Statistics, updated by each thread when it refills or trims its cache: off the hot lines.
   alignas(kFalseSharingRange) std::atomic<std::int64_t> in_use_estimate;
   std::atomic<std::uint64_t> high_water;
   std::atomic<std::uint64_t> reclaimed;
@@ -97,63 +96,76 @@ extern std::atomic<void (*)(void*)> g_pop_hook;
 extern std::atomic<void*> g_pop_hook_context;
 #endif
 
-// Process-local: a validated copy of the geometry plus the caches. Allocated from mimalloc.
+// Process-local: a validated copy of the geometry. The caches are per thread (see
+// block_pool_cache.h). Allocated from mimalloc; one per attach() in each process.
 struct BlockPoolLocal {
   struct ClassGeometry {
     std::size_t block_bytes;
     std::size_t stride;
     std::size_t blocks_per_chunk;
     std::size_t max_chunks;
+    std::uint64_t index_limit;       // blocks_per_chunk * max_chunks, < 2^kIndexBits
+    std::uint64_t chunk_reciprocal;  // ceil(2^64 / blocks_per_chunk); 0 when it is 1
+    std::uint32_t cache_capacity;    // blocks a thread's cache of this class holds at most
     PoolClass* shared;
     std::atomic<std::uint64_t>* chunk_table;
   };
-  // Free blocks this process took from the shared list (still owned by it, state kCached),
-  // and its in-use change not yet added to the shared estimate. `holder` is a try-lock between
-  // this process's threads: a thread that finds it taken bypasses the cache, never waits.
-  struct ClassCache {
-    // pid of the process whose thread holds it, 0 = free. A pid other than ours was copied
-    // from a parent by fork() (one of its threads held it then): ours to take over.
-    std::atomic<pid_t> holder{0};
-    pid_t pid = 0;  // the process that filled it; any other (a forked child) must not use it
-    std::uint32_t count = 0;
-    std::uint32_t capacity = 0;
-    std::int64_t unpublished = 0;
-    std::int64_t unpublished_peak = 0;
-    std::uint64_t blocks[kMaxCacheBlocks] = {};
-    char padding[kCacheLineSize] = {};  // keeps neighbouring classes' hot fields apart
-  };
 
+  // Never reused within a process, so a thread's cached lookup (pool id -> its cache) can
+  // never match a newer pool that happens to sit at a dead one's address.
+  std::uint64_t id = 0;
   SharedArena* arena;
   Segment* segment;
+  std::byte* base;                             // segment->base(), one load nearer the hot path
+  const std::error_category* system_category;  // for allocate()'s success value
   PoolControl* control;
   std::uint32_t class_count = 0;
   ClassGeometry classes[kMaxClasses] = {};
-  ClassCache caches[kMaxClasses];
 
   // ---- block addressing, all bounds-checked through the segment ----
 
   BlockHeader* header_at(std::uint32_t cls, std::uint64_t index) const noexcept {
+    const std::uint64_t offset = header_offset(cls, index);
+    if (offset == 0) return nullptr;
+    return static_cast<BlockHeader*>(
+        segment->try_bytes(offset, classes[cls].stride, kCacheLineSize));
+  }
+
+  // Segment offset of the header of block `index` of `cls`, from the chunk table; 0 when the
+  // index is out of range or its chunk is not published. No division: free() runs this.
+  std::uint64_t header_offset(std::uint32_t cls, std::uint64_t index) const noexcept {
     const ClassGeometry& g = classes[cls];
-    const std::uint64_t chunk = index / g.blocks_per_chunk;
-    if (chunk >= g.max_chunks) return nullptr;
+    if (index >= g.index_limit) return 0;
+    // Exact for index < 2^40 and blocks_per_chunk <= 2^18 (checked by attach): the
+    // reciprocal's rounding error stays below 1 / blocks_per_chunk.
+    const std::uint64_t chunk =
+        g.chunk_reciprocal == 0
+            ? index
+            : static_cast<std::uint64_t>((static_cast<Uint128>(index) * g.chunk_reciprocal) >> 64);
     // acquire: pairs with the carver's release of the chunk offset: its headers are written.
-    const std::uint64_t base = g.chunk_table[chunk].load(std::memory_order_acquire);
-    if (base == 0) return nullptr;
-    const std::uint64_t offset = base + (index % g.blocks_per_chunk) * g.stride;
-    return static_cast<BlockHeader*>(segment->try_bytes(offset, g.stride, kCacheLineSize));
+    const std::uint64_t base_offset = g.chunk_table[chunk].load(std::memory_order_acquire);
+    if (base_offset == 0) return 0;
+    return base_offset + (index - chunk * g.blocks_per_chunk) * g.stride;
   }
 
   // The header of `block` if it is a block of this pool (whatever its state), else nullptr.
-  BlockHeader* locate(std::uint64_t block, std::uint32_t& cls) const noexcept {
+  // A few loads and a multiply: free() runs it on every call. Without `ask_kernel`, a header
+  // beyond what this process already knows is committed counts as not found; with it,
+  // try_bytes() re-checks with fstat. Either way, never a SIGBUS on a bad offset.
+  BlockHeader* locate(std::uint64_t block, std::uint32_t& cls, bool ask_kernel) const noexcept {
     if (block < kHeaderBytes || block % kCacheLineSize != 0) return nullptr;
-    auto* header = static_cast<BlockHeader*>(
-        segment->try_bytes(block - kHeaderBytes, kHeaderBytes, kCacheLineSize));
-    if (header == nullptr) return nullptr;
-    // relaxed: hints only, trusted after header_at() finds this very header at that index.
+    if (block > segment->committed() && (!ask_kernel || !readable_header(block))) return nullptr;
+    auto* header = reinterpret_cast<BlockHeader*>(base + block - kHeaderBytes);
+    // relaxed: hints only, trusted once the chunk table puts this very header at that index.
     cls = header->class_id.load(std::memory_order_relaxed);
     const std::uint64_t index = header->index.load(std::memory_order_relaxed);
-    if (cls >= class_count || header_at(cls, index) != header) return nullptr;
+    if (cls >= class_count || header_offset(cls, index) != block - kHeaderBytes) return nullptr;
     return header;
+  }
+
+  // Whether the header before `block` lies in committed memory, asking the kernel (fstat).
+  [[gnu::noinline]] bool readable_header(std::uint64_t block) const noexcept {
+    return segment->try_bytes(block - kHeaderBytes, kHeaderBytes, kCacheLineSize) != nullptr;
   }
 
   std::uint64_t block_of(const BlockHeader* header) const noexcept {
@@ -161,7 +173,7 @@ struct BlockPoolLocal {
   }
   // For offsets this process put in its own cache: already validated.
   BlockHeader* cached_header(std::uint64_t block) const noexcept {
-    return reinterpret_cast<BlockHeader*>(segment->base() + block - kHeaderBytes);
+    return reinterpret_cast<BlockHeader*>(base + block - kHeaderBytes);
   }
 
   // ---- the shared free list (block_pool.cpp) ----
@@ -178,39 +190,6 @@ struct BlockPoolLocal {
   // ---- statistics ----
 
   void publish_in_use(std::uint32_t cls, std::int64_t delta, std::int64_t peak) noexcept;
-  void publish_cache_stats(std::uint32_t cls, ClassCache& cache) noexcept;
-
-  // ---- the process-local cache ----
-
-  bool try_lock(ClassCache& cache) noexcept {
-    const pid_t me = current_pid();
-    pid_t expected = 0;
-    // acquire: pairs with unlock's release, so the previous holder's cache writes are seen.
-    if (!cache.holder.compare_exchange_strong(expected, me, std::memory_order_acquire,
-                                              std::memory_order_relaxed)) {
-      // Held by a thread of ours: bypass. Held by the parent's thread at fork: take it over
-      // (acquire as above; no thread of this process can be using it).
-      if (expected == me ||
-          !cache.holder.compare_exchange_strong(expected, me, std::memory_order_acquire,
-                                                std::memory_order_relaxed)) {
-        return false;
-      }
-    }
-    if (cache.pid != current_pid()) {
-      // Inherited across fork(): those blocks are the parent's. Forget them untouched.
-      cache.pid = current_pid();
-      cache.count = 0;
-      cache.unpublished = 0;
-      cache.unpublished_peak = 0;
-    }
-    return true;
-  }
-  // release: the next holder sees this holder's writes to the cache.
-  void unlock(ClassCache& cache) noexcept { cache.holder.store(0, std::memory_order_release); }
-
-  std::error_code refill(std::uint32_t cls, ClassCache& cache) noexcept;
-  // Pushes the oldest blocks until `keep` remain.
-  void trim(std::uint32_t cls, ClassCache& cache, std::uint32_t keep) noexcept;
 
   int class_for(std::size_t bytes) const noexcept {
     for (std::uint32_t cls = 0; cls < class_count; ++cls) {
