@@ -73,7 +73,8 @@ std::optional<int> parse_arguments(int argc, char** argv, Arguments& args) {
       return kExitOk;
     } else if (arg == "-j" || arg == "--jobs") {
       const auto jobs = has_value ? parse_count(argv[++i]) : std::nullopt;
-      if (!jobs || *jobs == 0 || *jobs > 256) return misuse("-j takes a number of worker processes from 1 to 256");
+      if (!jobs || *jobs == 0 || *jobs > 256)
+        return misuse("-j takes a number of worker processes from 1 to 256");
       args.pipeline.jobs = static_cast<unsigned>(*jobs);
     } else if (arg == "--format") {
       const std::string_view format = has_value ? argv[++i] : "";

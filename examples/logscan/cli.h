@@ -27,7 +27,7 @@ struct Arguments {
   Fleet fleet = Fleet::kNone;
   PipelineOptions pipeline;
   std::string format = "json";
-  std::string partial_out;  // --partial OUT: write a partial report instead of the report
+  std::string partial_out;          // --partial OUT: write a partial report instead of the report
   std::vector<std::string> inputs;  // PATHs to scan, or partial files to merge
 };
 

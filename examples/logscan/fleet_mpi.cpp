@@ -48,7 +48,9 @@ std::string serialize(const RankOutcome& outcome) {
 
 // The bytes come from this job's own ranks, but are checked all the same (rule 2).
 RankOutcome deserialize(std::string_view in, int rank) {
-  auto fail = [&] { return std::runtime_error("rank " + std::to_string(rank) + " sent a malformed result"); };
+  auto fail = [&] {
+    return std::runtime_error("rank " + std::to_string(rank) + " sent a malformed result");
+  };
   auto get_u64 = [&] {
     if (in.size() < 8) throw fail();
     std::uint64_t value;
@@ -82,14 +84,17 @@ std::vector<std::string> share_of(const std::vector<std::string>& paths, int ran
   for (const std::string& path : paths) {
     std::error_code error;
     if (fs::is_directory(path, error)) {
-      for (fs::recursive_directory_iterator it(path, error), end; !error && it != end; it.increment(error)) {
+      for (fs::recursive_directory_iterator it(path, error), end; !error && it != end;
+           it.increment(error)) {
         std::error_code size_error;
-        if (it->is_regular_file(size_error)) files.emplace_back(it->file_size(size_error), it->path().string());
+        if (it->is_regular_file(size_error))
+          files.emplace_back(it->file_size(size_error), it->path().string());
       }
       if (!error) continue;
     }
     std::error_code size_error;
-    const std::uint64_t size = fs::is_regular_file(path, size_error) ? fs::file_size(path, size_error) : 0;
+    const std::uint64_t size =
+        fs::is_regular_file(path, size_error) ? fs::file_size(path, size_error) : 0;
     files.emplace_back(size_error ? 0 : size, path);
   }
   std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) {
@@ -139,7 +144,8 @@ int combine(std::vector<RankOutcome>& outcomes, const Arguments& args) {
   for (std::size_t rank = 0; rank < outcomes.size(); ++rank) {
     const RankOutcome& outcome = outcomes[rank];
     for (const std::string& message : outcome.messages) {
-      std::fprintf(stderr, "logscan: rank %zu on %s: %s\n", rank, outcome.host.c_str(), message.c_str());
+      std::fprintf(stderr, "logscan: rank %zu on %s: %s\n", rank, outcome.host.c_str(),
+                   message.c_str());
     }
     status = std::max(status, static_cast<int>(outcome.status));
     fatal = fatal || outcome.fatal;
@@ -174,8 +180,11 @@ int run_fleet(ringfork::Runtime& runtime, const Arguments& args, int& argc, char
   outcome.host.assign(host, static_cast<std::size_t>(host_length));
   std::string bytes = serialize(outcome);
   if (bytes.size() > INT_MAX) {  // MPI counts are ints; a partial that large is no longer small
-    outcome = {.status = kExitIoError, .fatal = true, .host = outcome.host,
-               .messages = {"partial report of " + std::to_string(bytes.size()) + " bytes exceeds MPI's 2 GiB message"}};
+    outcome = {.status = kExitIoError,
+               .fatal = true,
+               .host = outcome.host,
+               .messages = {"partial report of " + std::to_string(bytes.size()) +
+                            " bytes exceeds MPI's 2 GiB message"}};
     bytes = serialize(outcome);
   }
   const int length = static_cast<int>(bytes.size());
@@ -200,10 +209,10 @@ int run_fleet(ringfork::Runtime& runtime, const Arguments& args, int& argc, char
     try {
       std::vector<RankOutcome> outcomes;
       for (std::size_t r = 0; r < lengths.size(); ++r) {
-        outcomes.push_back(deserialize(std::string_view(gathered).substr(
-                                           static_cast<std::size_t>(displacements[r]),
-                                           static_cast<std::size_t>(lengths[r])),
-                                       static_cast<int>(r)));
+        outcomes.push_back(deserialize(
+            std::string_view(gathered).substr(static_cast<std::size_t>(displacements[r]),
+                                              static_cast<std::size_t>(lengths[r])),
+            static_cast<int>(r)));
       }
       status = combine(outcomes, args);
     } catch (const std::exception& error) {

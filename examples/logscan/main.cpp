@@ -26,7 +26,8 @@ int main(int argc, char** argv) {
     ringfork::Runtime runtime;
     if (args.fleet != Fleet::kNone) return run_fleet(runtime, args, argc, argv);
     PipelineResult result = scan_paths(runtime, args.inputs, args.pipeline);
-    for (const std::string& skipped : result.skipped) std::fprintf(stderr, "logscan: %s\n", skipped.c_str());
+    for (const std::string& skipped : result.skipped)
+      std::fprintf(stderr, "logscan: %s\n", skipped.c_str());
     return emit_report(std::move(result.report), args, result.status);
   } catch (const ScanFailed& failure) {
     std::fprintf(stderr, "logscan: %s\n", failure.what());

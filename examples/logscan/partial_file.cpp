@@ -50,7 +50,8 @@ void write_all(int fd, std::string_view bytes, const std::string& path) {
   while (!bytes.empty()) {
     const ssize_t n = ::write(fd, bytes.data(), bytes.size());
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw std::system_error(errno, std::generic_category(), "cannot write '" + path + "'");
+    if (n < 0)
+      throw std::system_error(errno, std::generic_category(), "cannot write '" + path + "'");
     bytes.remove_prefix(static_cast<std::size_t>(n));
   }
 }
@@ -68,11 +69,13 @@ void write_partial_file(const std::string& path, const PartialReport& report) {
 
   const std::string temporary = path + ".partial-tmp";
   const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw std::system_error(errno, std::generic_category(), "cannot write '" + path + "'");
+  if (fd < 0)
+    throw std::system_error(errno, std::generic_category(), "cannot write '" + path + "'");
   try {
     write_all(fd, header, path);
     write_all(fd, body, path);
-    if (::fsync(fd) != 0) throw std::system_error(errno, std::generic_category(), "cannot write '" + path + "'");
+    if (::fsync(fd) != 0)
+      throw std::system_error(errno, std::generic_category(), "cannot write '" + path + "'");
   } catch (...) {
     ::close(fd);
     ::unlink(temporary.c_str());
@@ -98,9 +101,9 @@ PartialReport read_partial_file(const std::string& path) {
   if (in.bad()) throw BadPartialFile("cannot read '" + path + "': read error");
   const std::string_view bytes(file);
   if (bytes.size() < 16 || std::memcmp(bytes.data(), kMagic.data(), kMagic.size()) != 0) {
-    throw bad(bytes.size() < kMagic.size() ? "too short to be one (" +
-                                                 std::to_string(bytes.size()) + " bytes)"
-                                           : "it does not begin with LSCNPART (a foreign file?)");
+    throw bad(bytes.size() < kMagic.size()
+                  ? "too short to be one (" + std::to_string(bytes.size()) + " bytes)"
+                  : "it does not begin with LSCNPART (a foreign file?)");
   }
   const auto version = load<std::uint32_t>(bytes, 8);
   if (version != kFormatVersion) {
@@ -113,8 +116,9 @@ PartialReport read_partial_file(const std::string& path) {
   }
   const auto body_bytes = load<std::uint64_t>(bytes, 16);
   if (body_bytes != bytes.size() - header_bytes) {
-    throw bad("the header announces " + std::to_string(body_bytes) + " bytes of report, the file holds " +
-              std::to_string(bytes.size() - header_bytes) + " (truncated or appended to)");
+    throw bad("the header announces " + std::to_string(body_bytes) +
+              " bytes of report, the file holds " + std::to_string(bytes.size() - header_bytes) +
+              " (truncated or appended to)");
   }
   const std::string_view body = bytes.substr(header_bytes);
   if (crc32_of(body) != load<std::uint32_t>(bytes, 24)) {

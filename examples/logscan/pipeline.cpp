@@ -102,7 +102,8 @@ class LongLineJoiner {
 
 class Pipeline {
  public:
-  Pipeline(ringfork::Runtime& runtime, ringfork::UringReader& reader, const PipelineOptions& options)
+  Pipeline(ringfork::Runtime& runtime, ringfork::UringReader& reader,
+           const PipelineOptions& options)
       : reader_(reader),
         pool_(runtime, static_cast<int>(options.jobs)),
         // Two chunks per worker keep every worker busy while the reader works ahead; more
@@ -169,8 +170,9 @@ class Pipeline {
                            where(oldest.chunk) + "; no report, since it would lack that chunk",
                        kExitWorkerDied);
     } catch (const ringfork::RemoteError& error) {
-      throw ScanFailed("a worker failed while scanning " + where(oldest.chunk) + ": " + error.what(),
-                       kExitWorkerDied);
+      throw ScanFailed(
+          "a worker failed while scanning " + where(oldest.chunk) + ": " + error.what(),
+          kExitWorkerDied);
     }
     report_.merge(PartialReport::decode(encoded));
     done_bytes_ += oldest.chunk.length;

@@ -29,10 +29,10 @@ enum ExitStatus : int {
 };
 
 struct PipelineOptions {
-  unsigned jobs = 1;                             // worker processes
+  unsigned jobs = 1;                               // worker processes
   std::size_t chunk_bytes = std::size_t{8} << 20;  // read buffer size, 256 B .. 64 MiB
-  bool keep_going = false;                       // skip unreadable paths instead of failing
-  bool progress = false;                         // a progress line on stderr
+  bool keep_going = false;                         // skip unreadable paths instead of failing
+  bool progress = false;                           // a progress line on stderr
 };
 
 // A run that cannot produce a complete report; what() names the cause and the input.

@@ -31,8 +31,9 @@ void ProgressLine::update(std::uint64_t done_bytes) {
   if (rate > 0 && total_bytes_ >= done_bytes) {
     std::snprintf(eta, sizeof eta, "%.0f s", static_cast<double>(total_bytes_ - done_bytes) / rate);
   }
-  const double percent =
-      total_bytes_ == 0 ? 100.0 : 100.0 * static_cast<double>(done_bytes) / static_cast<double>(total_bytes_);
+  const double percent = total_bytes_ == 0 ? 100.0
+                                           : 100.0 * static_cast<double>(done_bytes) /
+                                                 static_cast<double>(total_bytes_);
   // \r and "erase to end of line": the line is redrawn in place.
   std::fprintf(stderr, "\rlogscan: %s of %s (%.0f%%), %s/s, ETA %s\033[K", done, total, percent,
                per_second, eta);
