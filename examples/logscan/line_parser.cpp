@@ -180,17 +180,36 @@ const char* read_key(const char* pos, const char* end, Key& key) {
 
 bool parse_timestamp(std::string_view t, std::int64_t& ms_since_epoch) noexcept {
   if (t.size() != kTimestampPattern.size()) return false;
-  for (int i = 0; i < 3; ++i) {
-    if (!kTimestampSlices[i].matches(load_word(t.data() + 8 * i))) return false;
+  const std::uint64_t w0 = load_word(t.data()), w1 = load_word(t.data() + 8),
+                      w2 = load_word(t.data() + 16);
+  if (!kTimestampSlices[1].matches(w1) || !kTimestampSlices[2].matches(w2)) return false;
+  // Consecutive lines almost always share a date: the date bytes (YYYY-MM-DD, all of w0 and
+  // the low two bytes of w1) of the last valid timestamp this thread saw, and its day
+  // number, spare the calendar checks and days_from_civil. thread_local keeps parse_line
+  // safe to call from any thread.
+  struct DateCache {
+    std::uint64_t w0 = 0;
+    std::uint16_t day = 0;  // w0 == 0 never matches: its bytes are not digits
+    std::int64_t days = 0;
+  };
+  thread_local DateCache cache;
+  std::int64_t days;
+  if (w0 == cache.w0 && static_cast<std::uint16_t>(w1) == cache.day) {
+    days = cache.days;
+  } else {
+    if (!kTimestampSlices[0].matches(w0)) return false;
+    const unsigned year = digits(&t[0], 4), month = digits(&t[5], 2), day = digits(&t[8], 2);
+    static constexpr unsigned kDaysInMonth[13] = {0,  31, 28, 31, 30, 31, 30,
+                                                  31, 31, 30, 31, 30, 31};
+    if (month < 1 || month > 12 || day < 1) return false;
+    const unsigned month_days = month == 2 && is_leap(year) ? 29 : kDaysInMonth[month];
+    if (day > month_days) return false;
+    days = days_from_civil(year, month, day);
+    cache = {w0, static_cast<std::uint16_t>(w1), days};
   }
-  const unsigned year = digits(&t[0], 4), month = digits(&t[5], 2), day = digits(&t[8], 2);
   const unsigned hour = digits(&t[11], 2), minute = digits(&t[14], 2);
   const unsigned second = digits(&t[17], 2), milli = digits(&t[20], 3);
-  static constexpr unsigned kDaysInMonth[13] = {0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) return false;
-  const unsigned month_days = month == 2 && is_leap(year) ? 29 : kDaysInMonth[month];
-  if (day > month_days) return false;
-  const std::int64_t days = days_from_civil(year, month, day);
+  if (hour > 23 || minute > 59 || second > 59) return false;
   ms_since_epoch = ((days * 24 + hour) * 60 + minute) * 60'000 + second * 1000 + milli;
   return true;
 }
