@@ -2,6 +2,7 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 #include <pugixml.hpp>
@@ -250,10 +251,41 @@ bool xml_lexically_well_formed(std::string_view doc, bool& error_element) noexce
   return seen_root && depth == 0;
 }
 
+// Deepest nesting of arrays and objects in a JSON text already known to be well formed
+// (so strings are terminated and escapes complete).
+std::size_t json_nesting_depth(std::string_view doc) noexcept {
+  std::size_t depth = 0, deepest = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < doc.size(); ++i) {
+    const char c = doc[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+constexpr std::size_t kMaxJsonDepth = 1024;  // the contract's limit (RFC 8259 section 9)
+
 struct PayloadChecker::Impl {
-  simdjson::dom::parser json;  // max depth: simdjson's default, 1024, the contract's limit
+  // simdjson counts a scalar inside the innermost container as one level more, so its
+  // default limit (1024) refuses some texts of exactly the contract's 1024 levels. Those
+  // (rare) texts are parsed again with room for that level and their depth counted here.
+  simdjson::dom::parser json;
+  simdjson::dom::parser deep_json;
   std::vector<char> padded;    // a copy of a payload without enough readable bytes after it
   pugi::xml_document xml;
+  std::vector<char> xml_copy;  // pugixml parses in place; this buffer only grows
 
   PayloadVerdict check_json(std::string_view doc, std::size_t readable_after) {
     PayloadVerdict v{PayloadKind::kJson, true, false};
@@ -268,7 +300,16 @@ struct PayloadChecker::Impl {
     // depth 1024, integers in -2^63..2^64-1, finite doubles, surrogate escapes in pairs;
     // and it treats a BOM as an error, as the JSON grammar does.
     simdjson::dom::element root;
-    if (json.parse(data, doc.size(), false).get(root) != simdjson::SUCCESS) return v;
+    simdjson::error_code error = json.parse(data, doc.size(), false).get(root);
+    if (error == simdjson::DEPTH_ERROR) {
+      if (deep_json.max_depth() != kMaxJsonDepth + 1 &&
+          deep_json.allocate(doc.size(), kMaxJsonDepth + 1) != simdjson::SUCCESS) {
+        return v;
+      }
+      error = deep_json.parse(data, doc.size(), false).get(root);
+      if (error == simdjson::SUCCESS && json_nesting_depth(doc) > kMaxJsonDepth) return v;
+    }
+    if (error != simdjson::SUCCESS) return v;
     v.malformed = false;
     simdjson::dom::object object;
     if (root.get_object().get(object) == simdjson::SUCCESS) {
@@ -289,9 +330,12 @@ struct PayloadChecker::Impl {
     if (!xml_lexically_well_formed(doc, error_element)) return v;
     // pugixml checks the rest: names, quoted attributes with whitespace between them,
     // every tag closed and properly nested, comments/CDATA/PIs terminated.
-    // parse_minimal: no tree of text nodes, no escapes expanded (checked above).
-    const pugi::xml_parse_result result =
-        xml.load_buffer(doc.data(), doc.size(), pugi::parse_minimal, pugi::encoding_utf8);
+    // parse_minimal: no tree of text nodes, no escapes expanded (checked above). In place
+    // on a reused copy: load_buffer would allocate and copy the payload every time.
+    if (xml_copy.size() < doc.size()) xml_copy.resize(doc.size());
+    std::memcpy(xml_copy.data(), doc.data(), doc.size());
+    const pugi::xml_parse_result result = xml.load_buffer_inplace(
+        xml_copy.data(), doc.size(), pugi::parse_minimal, pugi::encoding_utf8);
     if (!result) return v;
     v.malformed = false;
     v.error = error_element;
