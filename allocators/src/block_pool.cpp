@@ -22,20 +22,10 @@
 namespace ringfork {
 namespace detail {
 
-std::atomic<pid_t> g_block_pool_pid{0};
 #ifndef NDEBUG
 std::atomic<void (*)(void*)> g_pop_hook{nullptr};
 std::atomic<void*> g_pop_hook_context{nullptr};
 #endif
-
-namespace {
-
-void note_pid_after_fork() noexcept {
-  // relaxed: see current_pid(); this child has one thread.
-  g_block_pool_pid.store(::getpid(), std::memory_order_relaxed);
-}
-
-}  // namespace
 
 // Pops a block and records (owner, state) in it; 0 when the list is empty or corrupt.
 std::uint64_t BlockPoolLocal::pop(std::uint32_t cls, pid_t owner, BlockState state) noexcept {
@@ -202,15 +192,9 @@ using namespace detail;
 namespace {
 
 void start_pid_tracking() {
-  static const bool started = [] {
-    // relaxed: see current_pid(); published to other threads by the static's guard.
-    g_block_pool_pid.store(::getpid(), std::memory_order_relaxed);
-    if (int error = ::pthread_atfork(nullptr, nullptr, note_pid_after_fork)) {
-      throw std::system_error(error, std::generic_category(), "pthread_atfork for BlockPool");
-    }
-    return true;
-  }();
-  (void)started;
+  // Registers the atfork handler now, in the process that makes or attaches the pool, so
+  // every child it forks later knows its own pid.
+  (void)current_pid();
 }
 
 // Debug builds stop at the first misuse, where it happened; release builds ignore it.
