@@ -23,7 +23,6 @@
 namespace ringfork {
 namespace detail {
 
-std::atomic<pid_t> g_block_pool_pid{0};
 #ifndef NDEBUG
 std::atomic<void (*)(void*)> g_pop_hook{nullptr};
 std::atomic<void*> g_pop_hook_context{nullptr};
@@ -31,11 +30,7 @@ std::atomic<void*> g_pop_hook_context{nullptr};
 
 namespace {
 
-void note_pid_after_fork() noexcept {
-  // relaxed: see current_pid(); this child has one thread.
-  g_block_pool_pid.store(::getpid(), std::memory_order_relaxed);
-  forget_thread_caches_after_fork();
-}
+void forget_caches_after_fork() noexcept { forget_thread_caches_after_fork(); }
 
 }  // namespace
 
@@ -45,11 +40,10 @@ using namespace detail;
 
 namespace {
 
-void start_pid_tracking() {
+void start_fork_tracking() {
   static const bool started = [] {
-    // relaxed: see current_pid(); published to other threads by the static's guard.
-    g_block_pool_pid.store(::getpid(), std::memory_order_relaxed);
-    if (int error = ::pthread_atfork(nullptr, nullptr, note_pid_after_fork)) {
+    (void)current_pid();  // starts its own tracking across fork()
+    if (int error = ::pthread_atfork(nullptr, nullptr, forget_caches_after_fork)) {
       throw std::system_error(error, std::generic_category(), "pthread_atfork for BlockPool");
     }
     return true;
@@ -132,7 +126,7 @@ BlockPool BlockPool::create(SharedArena& arena, const BlockPoolOptions& options)
 }
 
 BlockPool BlockPool::attach(SharedArena& arena, std::uint64_t offset) {
-  start_pid_tracking();
+  start_fork_tracking();
   Segment& segment = arena.segment();
   auto* control = segment.try_at(Offset<PoolControl>{offset});
   if (control == nullptr) bad_layout(offset, "outside the segment or misaligned");

@@ -13,6 +13,7 @@
 
 #include "ringfork/arena.h"
 #include "ringfork/cache_line.h"
+#include "ringfork/current_pid.h"
 #include "ringfork/segment.h"
 
 namespace ringfork::detail {
@@ -83,12 +84,6 @@ struct PoolControl {
   PoolClass classes[kMaxClasses];
 };
 static_assert(std::is_standard_layout_v<PoolControl>, "read by other processes");
-
-// The process's pid, kept current in forked children by a pthread_atfork handler, because
-// getpid() is a system call and the cache checks it on every operation. relaxed: written
-// once before any pool exists, or by the only thread of a freshly forked child.
-extern std::atomic<pid_t> g_block_pool_pid;
-inline pid_t current_pid() noexcept { return g_block_pool_pid.load(std::memory_order_relaxed); }
 
 #ifndef NDEBUG
 // Test hook (BlockPool::set_pop_hook_for_testing), called between a pop's load and CAS.

@@ -17,9 +17,6 @@ namespace {
 // Payloads at least this long are copied with the GIL released: other threads then run
 // while a large object moves, and the release costs nothing next to the copy.
 constexpr std::size_t kNoGilBytes = std::size_t{256} << 10;
-// A thread keeps its receive buffer's capacity up to this, so small gets never allocate and
-// one huge message does not pin its size for ever.
-constexpr std::size_t kKeepReceiveBytes = std::size_t{4} << 20;
 
 // Set once by init_queue_core(), with the GIL held; strong references kept for the life of
 // the process (the module cannot be unloaded).
@@ -28,8 +25,6 @@ PyObject* g_loads = nullptr;
 PyObject* g_protocol = nullptr;
 PyObject* g_full = nullptr;
 PyObject* g_empty = nullptr;
-
-thread_local std::vector<std::byte> t_receive;
 
 Deadline deadline_for(bool block, std::optional<double> timeout) {
   if (!block) return Deadline::now();
@@ -129,29 +124,44 @@ class OutgoingMessage {
   std::vector<std::byte> heap_frame_;
 };
 
-// Turns a received message back into an object. Takes the buffer's storage for the
-// duration, so a get() re-entered from unpickling code (or a signal handler) cannot
-// reallocate the bytes under loads(); gives it back afterwards.
-py::object decode(std::vector<std::byte>& buffer) {
-  std::vector<std::byte> message = std::move(buffer);
-  struct GiveBack {
-    std::vector<std::byte>& to;
-    std::vector<std::byte>& from;
-    ~GiveBack() {
-      if (from.capacity() <= kKeepReceiveBytes) to = std::move(from);
-    }
-  } give_back{buffer, message};
-
-  if (message.empty()) return py::bytes();
-  const auto tag = static_cast<unsigned char>(message[0]);
-  const char* data = reinterpret_cast<const char*>(message.data());
-  const auto length = static_cast<Py_ssize_t>(message.size());
+// Turns a received message back into an object, reading its bytes where the producer left
+// them: a pickle is unpickled in place, raw bytes are copied once, into the new object.
+py::object decode(const ReceivedMessage& message) {
+  const std::size_t length = message.size();
+  if (length == 0) return py::bytes();
+  const auto tag = static_cast<unsigned char>(message.first_byte());
   if (tag == kTagPickle) {
-    auto view = py::reinterpret_steal<py::object>(
-        PyMemoryView_FromMemory(const_cast<char*>(data), length, PyBUF_READ));
+    py::object contiguous;  // a chained pickle (larger than the largest block), gathered
+    std::span<const std::byte> bytes = message.bytes();
+    if (message.chained()) {
+      contiguous = py::reinterpret_steal<py::object>(
+          PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(length)));
+      if (!contiguous) throw py::error_already_set();
+      auto* out = reinterpret_cast<std::byte*>(PyBytes_AS_STRING(contiguous.ptr()));
+      bool copied = false;
+      {
+        // Nobody else sees the new object yet: safe to fill without the GIL.
+        py::gil_scoped_release nogil;
+        copied = message.copy_to(out);
+      }
+      if (!copied) throw std::runtime_error("corrupt ringfork queue message: a broken chain");
+      bytes = {out, length};
+    }
+    auto view = py::reinterpret_steal<py::object>(PyMemoryView_FromMemory(
+        reinterpret_cast<char*>(const_cast<std::byte*>(bytes.data())),
+        static_cast<Py_ssize_t>(length), PyBUF_READ));
     if (!view) throw py::error_already_set();
     PyObject* args[] = {view.ptr()};
     auto result = py::reinterpret_steal<py::object>(PyObject_Vectorcall(g_loads, args, 1, nullptr));
+    // The view points into memory freed after we return: invalidate it, so a reference that
+    // unpickling code kept raises ValueError instead of reading freed memory. loads() has
+    // released its buffer by now, so this cannot fail for want of exports.
+    PyObject* released = PyObject_CallMethod(view.ptr(), "release", nullptr);
+    if (released == nullptr) {
+      if (result) throw py::error_already_set();
+      PyErr_Clear();  // keep the error loads() raised
+    }
+    Py_XDECREF(released);
     if (!result) throw py::error_already_set();
     return result;
   }
@@ -159,26 +169,27 @@ py::object decode(std::vector<std::byte>& buffer) {
     throw std::runtime_error("corrupt ringfork queue message: unknown tag " + std::to_string(tag));
   }
   // Untagged bytes are the whole message; a tag is skipped.
-  const Py_ssize_t skip = needs_tag(tag) ? 1 : 0;
-  const Py_ssize_t payload = length - skip;
-  const bool large = static_cast<std::size_t>(payload) >= kNoGilBytes;
+  const std::size_t skip = needs_tag(tag) ? 1 : 0;
+  const auto payload = static_cast<Py_ssize_t>(length - skip);
   py::object result;
   char* out = nullptr;
   if (tag != kTagByteArray) {
-    result = py::reinterpret_steal<py::object>(
-        PyBytes_FromStringAndSize(large ? nullptr : data + skip, payload));
-    if (result && large) out = PyBytes_AS_STRING(result.ptr());
+    result = py::reinterpret_steal<py::object>(PyBytes_FromStringAndSize(nullptr, payload));
+    if (result) out = PyBytes_AS_STRING(result.ptr());
   } else {
-    result = py::reinterpret_steal<py::object>(
-        PyByteArray_FromStringAndSize(large ? nullptr : data + skip, payload));
-    if (result && large) out = PyByteArray_AS_STRING(result.ptr());
+    result = py::reinterpret_steal<py::object>(PyByteArray_FromStringAndSize(nullptr, payload));
+    if (result) out = PyByteArray_AS_STRING(result.ptr());
   }
   if (!result) throw py::error_already_set();
-  if (out != nullptr) {
+  bool copied = false;
+  if (length >= kNoGilBytes) {
     // Nobody else sees the new object yet: safe to fill without the GIL.
     py::gil_scoped_release nogil;
-    std::memcpy(out, data + skip, static_cast<std::size_t>(payload));
+    copied = message.copy_to(reinterpret_cast<std::byte*>(out), skip);
+  } else {
+    copied = message.copy_to(reinterpret_cast<std::byte*>(out), skip);
   }
+  if (!copied) throw std::runtime_error("corrupt ringfork queue message: a broken chain");
   return result;
 }
 
@@ -322,15 +333,17 @@ void QueueCore::put(py::handle object, bool block, std::optional<double> timeout
 
 py::object QueueCore::get(bool block, std::optional<double> timeout) {
   check_open("get");
-  std::vector<std::byte>& buffer = t_receive;
-  RingStatus status = queue_.get_nowait(buffer);
+  // Held on this frame, so a get() re-entered from unpickling code (or a signal handler)
+  // takes a message of its own; the blocks are freed when it goes out of scope.
+  ReceivedMessage message;
+  RingStatus status = queue_.get_nowait(message);
   if (status == RingStatus::kEmpty && block) {
     const Deadline deadline = deadline_for(block, timeout);
     for (;;) {
       {
         py::gil_scoped_release nogil;
         try {
-          queue_.get(buffer, deadline.min(Deadline::after(kSlice)));
+          queue_.get(message, deadline.min(Deadline::after(kSlice)));
           status = RingStatus::kOk;
         } catch (const Empty&) {
         }
@@ -339,7 +352,7 @@ py::object QueueCore::get(bool block, std::optional<double> timeout) {
       check_signals();
     }
   }
-  if (status == RingStatus::kOk) return decode(buffer);
+  if (status == RingStatus::kOk) return decode(message);
   if (status == RingStatus::kClosed) raise_python(PyExc_ValueError, describe() + " was closed");
   PyErr_SetNone(g_empty);
   throw py::error_already_set();

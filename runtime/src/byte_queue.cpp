@@ -1,6 +1,6 @@
 #include "ringfork/byte_queue.h"
 
-#include <unistd.h>
+#include "ringfork/current_pid.h"
 
 #include <cerrno>
 #include <cstring>
@@ -132,42 +132,104 @@ void ByteQueue::discard(const QueueDescriptor& descriptor) noexcept {
   }
 }
 
-bool ByteQueue::unstage(const QueueDescriptor& descriptor, std::vector<std::byte>& message) {
-  const Segment& segment = arena_->segment();
+bool ByteQueue::take_checked(ReceivedMessage& message) noexcept {
+  const QueueDescriptor& descriptor = message.descriptor_;
   const std::uint64_t length = descriptor.length;
   if (descriptor.payload == 0) {
     if (length > QueueDescriptor::kInlineBytes) return false;
-    message.resize(length);
-    if (length != 0) std::memcpy(message.data(), descriptor.inline_bytes, length);
+    message.first_ = length == 0 ? std::byte{0} : descriptor.inline_bytes[0];
     return true;
   }
-  // Every length and offset below came from shared memory: check before copying.
-  if (length > pool_->max_block_bytes()) {
-    message.resize(length);
-    std::size_t copied = 0;
-    std::uint64_t block = descriptor.payload;
-    while (block != 0 && copied < length) {
-      const auto* header = segment.try_at(Offset<ChainHeader>{block});
-      if (header == nullptr) return false;
-      const std::uint64_t bytes = header->bytes;
-      const std::uint64_t next = header->next;
-      if (bytes > length - copied || bytes + kChainHeaderBytes > pool_->block_bytes(block)) {
-        return false;
-      }
-      std::memcpy(message.data() + copied, segment.base() + block + kChainHeaderBytes, bytes);
-      copied += bytes;
-      pool_->free(block);
-      block = next;
-    }
-    return copied == length && block == 0;
+  // Every length and offset below came from shared memory: check before use. The blocks
+  // become ours first, so that if we die from here on, reclaim(our pid) returns them.
+  const Segment& segment = arena_->segment();
+  if (length <= pool_->max_block_bytes()) {
+    if (pool_->block_bytes(descriptor.payload) < length) return false;
+    pool_->set_owner(descriptor.payload, current_pid());
+    message.first_ = length == 0 ? std::byte{0} : *(segment.base() + descriptor.payload);
+    return true;
   }
-  if (pool_->block_bytes(descriptor.payload) < length) return false;
-  // Ours while we copy: if this process dies now, reclaim(pid) returns the block.
-  pool_->set_owner(descriptor.payload, ::getpid());
-  message.resize(length);
-  std::memcpy(message.data(), segment.base() + descriptor.payload, length);
-  pool_->free(descriptor.payload);
-  return true;
+  message.chained_ = true;
+  std::uint64_t seen = 0;
+  for (std::uint64_t block = descriptor.payload; block != 0;) {
+    const auto* header = segment.try_at(Offset<ChainHeader>{block});
+    if (header == nullptr) return false;
+    const std::uint64_t bytes = header->bytes;
+    const std::uint64_t next = header->next;
+    if (bytes == 0 || bytes > length - seen ||
+        bytes + kChainHeaderBytes > pool_->block_bytes(block)) {
+      return false;
+    }
+    pool_->set_owner(block, current_pid());
+    if (seen == 0) message.first_ = *(segment.base() + block + kChainHeaderBytes);
+    seen += bytes;
+    block = next;
+  }
+  return seen == length;
+}
+
+void ByteQueue::take(const QueueDescriptor& descriptor, ReceivedMessage& message) {
+  message.descriptor_ = descriptor;
+  message.first_ = std::byte{0};
+  message.chained_ = false;
+  if (!take_checked(message)) {
+    // Corrupt: its blocks (if any are real) stay where they are; freeing them on the word of
+    // a corrupt descriptor could free someone else's.
+    throw std::runtime_error("corrupt queue message: length " + std::to_string(descriptor.length) +
+                             " at block " + std::to_string(descriptor.payload));
+  }
+  message.queue_ = this;
+}
+
+std::span<const std::byte> ReceivedMessage::bytes() const noexcept {
+  if (queue_ == nullptr || chained_) return {};
+  if (descriptor_.payload == 0) return {descriptor_.inline_bytes, descriptor_.length};
+  return {queue_->arena_->segment().base() + descriptor_.payload, descriptor_.length};
+}
+
+bool ReceivedMessage::copy_to(std::byte* out, std::size_t from) const noexcept {
+  const std::uint64_t length = descriptor_.length;
+  if (queue_ == nullptr || from > length) return from == 0 && length == 0;
+  if (!chained_) {
+    if (length > from) std::memcpy(out, bytes().data() + from, length - from);
+    return true;
+  }
+  // Checked when taken, but the headers are in shared memory: check again as we go.
+  const Segment& segment = queue_->arena_->segment();
+  const BlockPool& pool = *queue_->pool_;
+  std::uint64_t offset = 0;  // of the current block's first byte within the message
+  std::uint64_t block = descriptor_.payload;
+  while (block != 0 && offset < length) {
+    const auto* header = segment.try_at(Offset<ChainHeader>{block});
+    if (header == nullptr) return false;
+    const std::uint64_t bytes = header->bytes;
+    const std::uint64_t next = header->next;
+    if (bytes > length - offset || bytes + kChainHeaderBytes > pool.block_bytes(block)) {
+      return false;
+    }
+    if (offset + bytes > from) {
+      const std::uint64_t skip = from > offset ? from - offset : 0;
+      std::memcpy(out + (offset + skip - from), segment.base() + block + kChainHeaderBytes + skip,
+                  bytes - skip);
+    }
+    offset += bytes;
+    block = next;
+  }
+  return offset == length && block == 0;
+}
+
+void ReceivedMessage::release() noexcept {
+  if (queue_ == nullptr) return;
+  queue_->discard(descriptor_);
+  queue_ = nullptr;
+}
+
+void ByteQueue::copy_out(const ReceivedMessage& message, std::vector<std::byte>& out) {
+  out.resize(message.size());
+  if (!message.copy_to(out.data())) {
+    throw std::runtime_error("corrupt queue message: a chained message of " +
+                             std::to_string(message.size()) + " bytes lost a link while read");
+  }
 }
 
 RingStatus ByteQueue::put_nowait(std::span<const std::byte> message) noexcept {
@@ -200,25 +262,33 @@ void ByteQueue::put_many(std::span<const std::span<const std::byte>> messages, D
   for (std::span<const std::byte> message : messages) put(message, deadline);
 }
 
-RingStatus ByteQueue::get_nowait(std::vector<std::byte>& message) {
+RingStatus ByteQueue::get_nowait(ReceivedMessage& message) {
+  message.release();
   QueueDescriptor descriptor;
   const RingStatus status = ring_.try_pop(descriptor);
-  if (status != RingStatus::kOk) return status;
-  if (!unstage(descriptor, message)) {
-    throw std::runtime_error("corrupt queue message: length " + std::to_string(descriptor.length) +
-                             " at block " + std::to_string(descriptor.payload));
-  }
-  return RingStatus::kOk;
+  if (status == RingStatus::kOk) take(descriptor, message);
+  return status;
 }
 
-void ByteQueue::get(std::vector<std::byte>& message, Deadline deadline) {
+void ByteQueue::get(ReceivedMessage& message, Deadline deadline) {
+  message.release();
   QueueDescriptor descriptor;
   const RingStatus status = ring_.pop(descriptor, deadline);
   if (status != RingStatus::kOk) throw_for(status, 0, "get");
-  if (!unstage(descriptor, message)) {
-    throw std::runtime_error("corrupt queue message: length " + std::to_string(descriptor.length) +
-                             " at block " + std::to_string(descriptor.payload));
-  }
+  take(descriptor, message);
+}
+
+RingStatus ByteQueue::get_nowait(std::vector<std::byte>& message) {
+  ReceivedMessage received;
+  const RingStatus status = get_nowait(received);
+  if (status == RingStatus::kOk) copy_out(received, message);
+  return status;
+}
+
+void ByteQueue::get(std::vector<std::byte>& message, Deadline deadline) {
+  ReceivedMessage received;
+  get(received, deadline);
+  copy_out(received, message);
 }
 
 std::size_t ByteQueue::get_many(std::vector<std::vector<std::byte>>& messages,

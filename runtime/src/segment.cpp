@@ -337,6 +337,21 @@ void* Segment::try_bytes(std::uint64_t offset, std::size_t length,
   return base_ + offset;
 }
 
+void Segment::populate(const void* address, std::size_t length) const noexcept {
+#ifdef MADV_POPULATE_WRITE
+  if (!contains(address, length)) return;
+  // madvise wants a page-aligned start; the pages around the range are committed too (the
+  // commit granule is at least a page).
+  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<std::uintptr_t>(address) & ~(page - 1);
+  const auto end = reinterpret_cast<std::uintptr_t>(address) + length;
+  (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE);
+#else
+  (void)address;
+  (void)length;
+#endif
+}
+
 bool Segment::contains(const void* address, std::size_t length) const noexcept {
   const auto* bytes = static_cast<const std::byte*>(address);
   return bytes >= base_ && length <= capacity_ &&

@@ -390,6 +390,11 @@ class TestLargeAndEmpty(unittest.TestCase):
 # ---- many producers and consumers ----------------------------------------------------------
 
 PRODUCERS, CONSUMERS, TOTAL = 8, 8, 1_000_000
+# Under ASan+UBSan (the sanitized meson build sets RINGFORK_SANITIZED) every allocation goes
+# through ASan's allocator and the extension runs unoptimised: a tenth of the objects keeps
+# this test within its timeout there, and still crosses every code path many times.
+if os.environ.get("RINGFORK_SANITIZED"):
+    TOTAL = 100_000
 
 
 def stress_producer(q, producer, count):
@@ -484,7 +489,12 @@ class TestKilledProducer(unittest.TestCase):
             done = CTX.RawValue("q", 0)
             child = CTX.Process(target=doomed_producer, args=(q, done, trial))
             child.start()
-            time.sleep(rng.uniform(0.002, 0.04))
+            # Kill at a random point of the put loop, not of the child's start-up (which
+            # alone can outlast a short sleep, above all under ASan).
+            started = time.monotonic()
+            while done.value == 0 and child.is_alive() and time.monotonic() - started < 60:
+                time.sleep(0.001)
+            time.sleep(rng.uniform(0.0, 0.02))
             child.kill()
             child.join()
             self.assertEqual(child.exitcode, -signal.SIGKILL)

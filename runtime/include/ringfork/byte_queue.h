@@ -62,6 +62,43 @@ struct QueueControl {
 };
 static_assert(std::is_standard_layout_v<QueueControl>, "read by other processes");
 
+class ByteQueue;
+
+// One message taken off a ByteQueue whose bytes are still where the producer put them: in
+// shared memory (or, if short, in this object's copy of the descriptor). The caller reads or
+// copies them once, straight to where they are needed, and the destructor (or release())
+// frees the blocks. While held, the blocks belong to this process, so if it dies,
+// BlockPool::reclaim(pid) returns them. Not copyable or movable (bytes() may point into it);
+// one thread at a time. Must not outlive the queue handle that filled it.
+class ReceivedMessage {
+ public:
+  ReceivedMessage() = default;
+  ReceivedMessage(const ReceivedMessage&) = delete;
+  ReceivedMessage& operator=(const ReceivedMessage&) = delete;
+  ~ReceivedMessage() { release(); }
+
+  bool holds() const noexcept { return queue_ != nullptr; }
+  std::size_t size() const noexcept { return descriptor_.length; }
+  // The first byte (std::byte{0} for an empty message), to choose a decoding before copying.
+  std::byte first_byte() const noexcept { return first_; }
+  // True for messages longer than the pool's largest block: they lie in several pieces.
+  bool chained() const noexcept { return chained_; }
+  // The bytes in place; only for a message that is not chained().
+  std::span<const std::byte> bytes() const noexcept;
+  // Copies bytes [from, size()) to `out`, which has room for size() - from. False if a
+  // chained message's links were corrupted since it was taken (its blocks are then left).
+  bool copy_to(std::byte* out, std::size_t from = 0) const noexcept;
+  // Frees the message's blocks; the object is empty afterwards.
+  void release() noexcept;
+
+ private:
+  friend class ByteQueue;
+  ByteQueue* queue_ = nullptr;
+  QueueDescriptor descriptor_{};
+  std::byte first_{};
+  bool chained_ = false;
+};
+
 // Contract: any thread of any process mapping the segment may put and get; a handle made
 // before fork() works in the child as is, and attach(offset) rebuilds one anywhere else.
 // put copies the message into shared memory and returns; the data then outlives its
@@ -86,6 +123,11 @@ class ByteQueue {
   // Puts all messages, in order; blocks like put for each one that does not fit.
   void put_many(std::span<const std::span<const std::byte>> messages,
                 Deadline deadline = Deadline::never());
+
+  // On kOk `message` holds the next message, in place (see ReceivedMessage); a message it
+  // held before is released first. Both throw std::runtime_error for a corrupt descriptor.
+  RingStatus get_nowait(ReceivedMessage& message);
+  void get(ReceivedMessage& message, Deadline deadline = Deadline::never());
 
   // On kOk `message` holds the bytes (resized to fit; its capacity is reused).
   RingStatus get_nowait(std::vector<std::byte>& message);
@@ -113,8 +155,12 @@ class ByteQueue {
   void hand_over(const QueueDescriptor& descriptor) noexcept;
   // Frees the blocks of a staged message that was not published.
   void discard(const QueueDescriptor& descriptor) noexcept;
-  // Copies a taken message out and frees its blocks; false if its offsets are corrupt.
-  bool unstage(const QueueDescriptor& descriptor, std::vector<std::byte>& message);
+  // Checks a taken descriptor and makes its blocks this process's; throws if corrupt.
+  void take(const QueueDescriptor& descriptor, ReceivedMessage& message);
+  bool take_checked(ReceivedMessage& message) noexcept;
+  static void copy_out(const ReceivedMessage& message, std::vector<std::byte>& out);
+
+  friend class ReceivedMessage;
   [[noreturn]] void throw_for(RingStatus status, std::size_t bytes, const char* operation) const;
 
   SharedArena* arena_;

@@ -425,6 +425,8 @@ class MpmcRing {
       }
     }
     Slot* base = arena_.segment().try_at(Offset<Slot>{offset}, chunk_slots);
+    // Once per chunk per process: every producer and consumer streams through all of it.
+    if (base != nullptr) arena_.segment().populate(base, chunk_slots * sizeof(Slot));
     chunks_[chunk].store(base, std::memory_order_relaxed);
     return base;
   }

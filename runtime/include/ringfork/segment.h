@@ -119,6 +119,11 @@ class Segment {
     return Offset<T>{static_cast<std::uint64_t>(reinterpret_cast<const std::byte*>(object) - base_)};
   }
   bool contains(const void* address, std::size_t length) const noexcept;
+  // Maps the committed pages under [address, address + length) into this process's page
+  // tables in one system call (MADV_POPULATE_WRITE), instead of one page fault per 4 KiB page
+  // on first touch: for memory this process is about to stream through, such as a ring's new
+  // slot chunk. Best effort: a kernel without it (before 5.14) leaves the pages to fault in.
+  void populate(const void* address, std::size_t length) const noexcept;
 
  private:
   Segment() = default;
