@@ -1,5 +1,5 @@
 // Queue fault injection: producers and consumers SIGKILLed at random points (200 trials
-// each). No torn message is delivered, survivors neither hang nor crash, everything put
+// each; 50 in sanitized builds). No torn message is delivered, survivors neither hang nor crash, everything put
 // before a kill and not yet taken stays readable, and the dead process's blocks come back.
 #include <gtest/gtest.h>
 
@@ -42,7 +42,7 @@ std::uint64_t blocks_in_use(const BlockPool& pool) {
 TEST(QueueFaults, ProducerKilledAtRandomPoints) {
   std::mt19937_64 random(99);
   std::uint64_t leaked = 0;
-  for (int trial = 0; trial < 200; ++trial) {
+  for (int trial = 0; trial < testing::scaled(200, 4); ++trial) {
     Segment segment = Segment::create({.capacity = 256 << 20});
     SharedArena arena = SharedArena::create(segment);
     BlockPool pool = BlockPool::create(arena, {.max_bytes = 128 << 20});
@@ -83,7 +83,7 @@ TEST(QueueFaults, ProducerKilledAtRandomPoints) {
 
 TEST(QueueFaults, ConsumerKilledAtRandomPoints) {
   std::mt19937_64 random(7);
-  for (int trial = 0; trial < 200; ++trial) {
+  for (int trial = 0; trial < testing::scaled(200, 4); ++trial) {
     constexpr std::uint64_t kMessages = 3000;
     Segment segment = Segment::create({.capacity = 256 << 20});
     SharedArena arena = SharedArena::create(segment);

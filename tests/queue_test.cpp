@@ -173,7 +173,7 @@ TEST(Queue, CorruptLengthFromAPeerIsRejected) {
 // The first seed's failure, pinned: a child puts 1 GB in 1 KB messages with nobody reading
 // and exits; its exit does not wait for a reader, and everything is read afterwards.
 TEST(Queue, UnboundedProducerExitsBeforeAnyoneReads) {
-  constexpr std::size_t kMessages = 1 << 20;  // 1 KiB each: 1 GiB
+  constexpr std::size_t kMessages = testing::scaled(1 << 20, 4);  // 1 KiB each: 1 GiB
   Fixture f(std::size_t{3} << 30, std::size_t{2} << 30);
   auto queue = Queue<Bytes>::create(f.arena, f.pool);
   const pid_t child = fork_child([&] {
@@ -309,10 +309,10 @@ void stress(int producers, int consumers, std::uint64_t per_producer, int giant_
   for (const auto& stats : f.pool.stats()) EXPECT_EQ(stats.in_use, 0u) << stats.block_bytes;
 }
 
-TEST(QueueStress, OneByOneMixedSizes) { stress(1, 1, 200'000, 2); }
-TEST(QueueStress, TwoByTwoMixedSizes) { stress(2, 2, 100'000, 1); }
-TEST(QueueStress, FourByFourMixedSizes) { stress(4, 4, 50'000, 0); }
-TEST(QueueStress, EightByOneMixedSizes) { stress(8, 1, 25'000, 0); }
+TEST(QueueStress, OneByOneMixedSizes) { stress(1, 1, testing::scaled(200'000, 4), 2); }
+TEST(QueueStress, TwoByTwoMixedSizes) { stress(2, 2, testing::scaled(100'000, 4), 1); }
+TEST(QueueStress, FourByFourMixedSizes) { stress(4, 4, testing::scaled(50'000, 4), 0); }
+TEST(QueueStress, EightByOneMixedSizes) { stress(8, 1, testing::scaled(25'000, 4), 0); }
 
 }  // namespace
 }  // namespace ringfork

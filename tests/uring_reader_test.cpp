@@ -200,6 +200,8 @@ TEST(UringReader, RandomFilesComeBackByteForByteAtEveryChunkSize) {
                                   std::size_t{1} << 20, std::size_t{8} << 20}) {
     for (const UringFixedBuffers fixed :
          {UringFixedBuffers::kAlways, UringFixedBuffers::kNever, UringFixedBuffers::kForDirectIo}) {
+      // 256 B buffers cut nearly every line (the long-line path); one mode shows that.
+      if (chunk == 256 && fixed != UringFixedBuffers::kNever) continue;
       PoolFixture f;
       {
         const unsigned depth = std::uniform_int_distribution<unsigned>(1, 8)(rng);
