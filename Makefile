@@ -39,7 +39,11 @@ demo: build
 demo-queue: build
 	$(BUILD)/examples/queue_join
 
-bench: deps-bench build
+# deps-bench may just have installed the peers (Boost, ZeroMQ, iceoryx): an existing build
+# dir must look for them again, or their rows would show as not built.
+bench: deps-bench
+	if [ -f $(BUILD)/build.ninja ]; then meson setup --reconfigure $(BUILD) >/dev/null; fi
+	$(MAKE) build
 	python3 bench/run_bench.py --build $(BUILD)
 
 sanitize: asan tsan fuzz
