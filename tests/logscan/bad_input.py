@@ -24,6 +24,9 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from check_rules import first_difference  # noqa: E402  (the same report comparison)
+
 TS = "2024-03-01T10:00:00.000Z"
 TS_40 = "2024-03-01T10:00:00.040Z"  # 40 ms after TS: the latency of a pair TS -> TS_40
 LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
@@ -195,20 +198,6 @@ def report_of(cmd, timeout, status=0):
     if code != status:
         raise AssertionError(f"exit status {code}, expected {status}: {err.strip()[-500:]}")
     return json.loads(out)
-
-
-def first_difference(expected, actual, path="report"):
-    if isinstance(expected, dict) and isinstance(actual, dict):
-        for key in list(expected) + [k for k in actual if k not in expected]:
-            if key not in actual or key not in expected:
-                return f"{path}[{key!r}]: expected {expected.get(key, '(absent)')!r}, " \
-                       f"got {actual.get(key, '(absent)')!r}"
-            diff = first_difference(expected[key], actual[key], f"{path}[{key!r}]")
-            if diff:
-                return diff
-        return None
-    return None if expected == actual and type(expected) is type(actual) else \
-        f"{path}: expected {expected!r}, got {actual!r}"
 
 
 class Runner:
