@@ -47,29 +47,41 @@ int pool_worker_main(Queue<Bytes> tasks, Queue<Bytes> results, std::uint32_t wor
     ArgWriter ignored;
     trampoline(function, in, ignored);  // an exception ends the worker with exit code 1
   }
+  // Reused for every task: a trivial task then costs no allocation in the worker.
+  ReceivedMessage task;
+  Bytes chained_task;
+  ArgWriter out;
   for (std::uint64_t done = 0; max_tasks == 0 || done < max_tasks; ++done) {
-    Bytes task;
     try {
-      task = tasks.get();
+      tasks.bytes().get(task);
     } catch (const QueueClosed&) {
       return 0;
     }
-    if (task.size() < kTaskHeader) continue;  // not a task: nothing to answer
+    std::span<const std::byte> bytes;
+    if (task.chained()) {  // longer than the pool's largest block: gather it
+      chained_task.resize(task.size());
+      if (!task.copy_to(chained_task.data())) continue;  // corrupt: nothing to answer
+      bytes = chained_task;
+    } else {
+      bytes = task.bytes();
+    }
+    if (bytes.size() < kTaskHeader) continue;  // not a task: nothing to answer
     std::uint64_t header[3];
-    std::memcpy(header, task.data(), sizeof(header));
-    ArgReader in(std::span<const std::byte>(task).subspan(kTaskHeader), context);
-    ArgWriter out;
+    std::memcpy(header, bytes.data(), sizeof(header));
+    ArgReader in(bytes.subspan(kTaskHeader), context);
+    out.buffer().clear();
     out.write_raw(header[0]);
     out.write_raw(worker);
     out.write_raw<std::uint8_t>(TaskOutcome::kSucceeded);
     try {
       reinterpret_cast<PoolTrampoline>(header[1])(header[2], in, out);
-      results.put(out.buffer());
+      results.bytes().put(out.buffer());
     } catch (const std::exception& error) {
       results.put(error_result(header[0], worker, error.what()));
     } catch (...) {
       results.put(error_result(header[0], worker, "an exception not derived from std::exception"));
     }
+    task.release();
     // release: the result is in the queue before the parent may count it as answered.
     answered->fetch_add(1, std::memory_order_release);
   }
@@ -78,12 +90,10 @@ int pool_worker_main(Queue<Bytes> tasks, Queue<Bytes> results, std::uint32_t wor
 
 }  // namespace
 
+// Completions travel by value and in bulk: one semaphore signal per batch of results, not one
+// per task. An empty on_done is the stop sentinel.
 struct PoolCore::CallbackQueue {
-  struct Item {
-    Completion on_done;
-    TaskOutcome outcome;
-  };
-  moodycamel::BlockingConcurrentQueue<Item*> items;
+  moodycamel::BlockingConcurrentQueue<Ready> items;
 };
 
 PoolCore::PoolCore(Runtime& runtime, int processes, PoolOptions options)
@@ -141,8 +151,13 @@ void PoolCore::start_worker(std::uint32_t index) {
 }
 
 void PoolCore::submit(PoolTrampoline trampoline, std::uintptr_t function,
-                      const std::vector<std::byte>& arguments, Completion on_done) {
-  Bytes message(kTaskHeader + arguments.size());
+                      std::span<const std::byte> arguments, Completion on_done) {
+  // Per thread, so that its capacity is reused by every submit from that thread.
+  thread_local Bytes message;
+  message.resize(kTaskHeader + arguments.size());
+  const std::uint64_t code[2] = {reinterpret_cast<std::uint64_t>(trampoline), function};
+  std::memcpy(message.data() + sizeof(std::uint64_t), code, sizeof(code));
+  if (!arguments.empty()) std::memcpy(message.data() + kTaskHeader, arguments.data(), arguments.size());
   std::lock_guard lock(mutex_);
   if (closed_) throw std::logic_error("Pool: task submitted after close() or terminate()");
   // The worker with the least outstanding work takes the task.
@@ -150,56 +165,85 @@ void PoolCore::submit(PoolTrampoline trampoline, std::uintptr_t function,
   for (std::uint32_t i = 1; i < workers_.size(); ++i) {
     if (workers_[i].outstanding.size() < workers_[chosen].outstanding.size()) chosen = i;
   }
-  const std::uint64_t id = next_id_++;
-  const std::uint64_t header[3] = {id, reinterpret_cast<std::uint64_t>(trampoline), function};
-  std::memcpy(message.data(), header, sizeof(header));
-  if (!arguments.empty()) std::memcpy(message.data() + kTaskHeader, arguments.data(), arguments.size());
+  const bool reuse = !free_job_slots_.empty();
+  const auto slot = reuse ? free_job_slots_.back() : static_cast<std::uint32_t>(jobs_.size());
+  const std::uint64_t id = std::uint64_t{reuse ? jobs_[slot].generation : 0} << 32 | slot;
+  std::memcpy(message.data(), &id, sizeof(id));
   // Under the lock, so that the queue's order and `outstanding`'s order agree.
-  workers_[chosen].tasks->put(message);
+  workers_[chosen].tasks->bytes().put(message);
+  if (reuse) {
+    free_job_slots_.pop_back();
+  } else {
+    jobs_.emplace_back();
+  }
   workers_[chosen].outstanding.emplace_back(workers_[chosen].sent++, id);
-  jobs_.emplace(id, Job{chosen, std::move(on_done)});
+  Job& job = jobs_[slot];
+  job.worker = chosen;
+  job.live = true;
+  job.on_done = std::move(on_done);
 }
 
+PoolCore::Job* PoolCore::find_job(std::uint64_t id) {
+  const auto slot = static_cast<std::uint32_t>(id);
+  if (slot >= jobs_.size()) return nullptr;
+  Job& job = jobs_[slot];
+  return job.live && job.generation == static_cast<std::uint32_t>(id >> 32) ? &job : nullptr;
+}
+
+PoolCore::Completion PoolCore::end_job(Job& job, std::uint64_t id) {
+  Completion on_done = std::move(job.on_done);
+  job.on_done = nullptr;
+  job.live = false;
+  ++job.generation;
+  free_job_slots_.push_back(static_cast<std::uint32_t>(id));
+  return on_done;
+}
+
+// Takes what the result queue holds, up to kResultBatch messages, and handles them as one batch:
+// one lock and one hand-over to the callback threads for the lot.
 void PoolCore::dispatch_loop() {
+  constexpr std::size_t kResultBatch = 256;
   ByteQueue& results = results_->bytes();
-  Bytes message;
+  std::vector<Bytes> messages(kResultBatch);  // each keeps its capacity from batch to batch
+  std::vector<Ready> ready;
   while (!stop_dispatch_.load(std::memory_order_acquire)) {
-    bool got_any = false;  // results first, then a look at the workers, every round
+    std::size_t taken = 0;  // results first, then a look at the workers, every round
     try {
-      results.get(message, Deadline::after(std::chrono::milliseconds(5)));
-      handle_result(message);
-      got_any = true;
-      while (results.get_nowait(message) == RingStatus::kOk) handle_result(message);
+      results.get(messages[0], Deadline::after(std::chrono::milliseconds(5)));
+      taken = 1;
+      while (taken < kResultBatch && results.get_nowait(messages[taken]) == RingStatus::kOk) ++taken;
     } catch (const Empty&) {
     }
-    (void)got_any;
+    if (taken != 0) {
+      handle_results(std::span<const Bytes>(messages.data(), taken), ready);
+      deliver(ready);
+    }
     check_workers();
   }
 }
 
-void PoolCore::handle_result(const Bytes& message) {
-  if (message.size() < kResultHeader) return;
-  std::uint64_t id = 0;
-  std::memcpy(&id, message.data(), sizeof(id));
-  const auto kind = static_cast<std::uint8_t>(message[kResultHeader - 1]);
-  Completion on_done;
-  {
-    std::lock_guard lock(mutex_);
-    const auto job = jobs_.find(id);
-    if (job == jobs_.end()) return;  // already failed (the pool was terminated)
-    Worker& worker = workers_[job->second.worker];
+void PoolCore::handle_results(std::span<const Bytes> messages, std::vector<Ready>& ready) {
+  std::lock_guard lock(mutex_);
+  for (const Bytes& message : messages) {
+    if (message.size() < kResultHeader) continue;
+    std::uint64_t id = 0;
+    std::memcpy(&id, message.data(), sizeof(id));
+    Job* job = find_job(id);
+    if (job == nullptr) continue;  // already failed (the pool was terminated)
+    Worker& worker = workers_[job->worker];
+    // Results come back in the order tasks were sent, so this is nearly always the first.
     for (auto it = worker.outstanding.begin(); it != worker.outstanding.end(); ++it) {
       if (it->second == id) {
         worker.outstanding.erase(it);
         break;
       }
     }
-    on_done = std::move(job->second.on_done);
-    jobs_.erase(job);
+    const auto kind = static_cast<std::uint8_t>(message[kResultHeader - 1]);
+    ready.push_back(Ready{end_job(*job, id),
+                          TaskOutcome{kind == TaskOutcome::kSucceeded ? TaskOutcome::kSucceeded
+                                                                      : TaskOutcome::kRaised,
+                                      Bytes(message.begin() + kResultHeader, message.end()), 0}});
   }
-  TaskOutcome outcome{kind == TaskOutcome::kSucceeded ? TaskOutcome::kSucceeded : TaskOutcome::kRaised,
-                      Bytes(message.begin() + kResultHeader, message.end()), 0};
-  deliver(std::move(on_done), std::move(outcome));
 }
 
 void PoolCore::check_workers() {
@@ -212,10 +256,14 @@ void PoolCore::check_workers() {
   }
   if (exited.empty()) return;
   // Results the dead workers put before dying come first: they are not lost work.
+  std::vector<Ready> ready;
   Bytes message;
-  while (results_->bytes().get_nowait(message) == RingStatus::kOk) handle_result(message);
+  while (results_->bytes().get_nowait(message) == RingStatus::kOk) {
+    handle_results(std::span<const Bytes>(&message, 1), ready);
+  }
+  deliver(ready);
 
-  std::vector<std::pair<Completion, TaskOutcome>> failed;
+  std::vector<Ready> failed;
   std::lock_guard lock(mutex_);
   for (std::uint32_t index : exited) {
     Worker& worker = workers_[index];
@@ -232,14 +280,12 @@ void PoolCore::check_workers() {
     if (claimed > answered && running_task != worker.outstanding.end()) {
       const std::uint64_t id = running_task->second;
       worker.outstanding.erase(running_task);
-      const auto job = jobs_.find(id);
-      if (job != jobs_.end()) {
+      if (Job* job = find_job(id)) {
         const std::string what = "worker " + std::to_string(worker.process->pid()) +
                                  (exit_code < 0 ? " was killed by signal " + std::to_string(-exit_code)
                                                 : " exited with status " + std::to_string(exit_code)) +
                                  " while running the task";
-        failed.emplace_back(std::move(job->second.on_done), crashed_outcome(what, exit_code));
-        jobs_.erase(job);
+        failed.push_back(Ready{end_job(*job, id), crashed_outcome(what, exit_code)});
       }
     }
     worker.running = false;
@@ -251,10 +297,7 @@ void PoolCore::check_workers() {
       // No replacement (the template is gone): the worker's queued tasks cannot run.
       const std::string what = std::string("no replacement worker: ") + error.what();
       for (const auto& [sequence, id] : worker.outstanding) {
-        const auto job = jobs_.find(id);
-        if (job == jobs_.end()) continue;
-        failed.emplace_back(std::move(job->second.on_done), crashed_outcome(what, exit_code));
-        jobs_.erase(job);
+        if (Job* job = find_job(id)) failed.push_back(Ready{end_job(*job, id), crashed_outcome(what, exit_code)});
       }
       worker.outstanding.clear();
     }
@@ -262,20 +305,34 @@ void PoolCore::check_workers() {
   bool any_running = false;
   for (const Worker& worker : workers_) any_running = any_running || worker.running;
   if (!any_running) all_exited_.notify_all();
-  for (auto& [on_done, outcome] : failed) deliver(std::move(on_done), std::move(outcome));
+  deliver(failed);
 }
 
-void PoolCore::deliver(Completion&& on_done, TaskOutcome&& outcome) {
-  callbacks_->items.enqueue(new CallbackQueue::Item{std::move(on_done), std::move(outcome)});
+// Empties `ready` (keeping its capacity).
+void PoolCore::deliver(std::vector<Ready>& ready) {
+  if (ready.empty()) return;
+  callbacks_->items.enqueue_bulk(std::make_move_iterator(ready.begin()), ready.size());
+  ready.clear();
 }
 
 void PoolCore::callback_loop() {
+  constexpr std::size_t kCallbackBatch = 32;
+  std::vector<Ready> batch(kCallbackBatch);
   for (;;) {
-    CallbackQueue::Item* item = nullptr;
-    callbacks_->items.wait_dequeue(item);
-    if (item == nullptr) return;  // the stop sentinel
-    std::unique_ptr<CallbackQueue::Item> owned(item);
-    run_callback(owned->on_done, owned->outcome);
+    const std::size_t taken = callbacks_->items.wait_dequeue_bulk(batch.begin(), batch.size());
+    std::size_t sentinels = 0;
+    for (std::size_t i = 0; i < taken; ++i) {
+      if (batch[i].on_done) {
+        run_callback(batch[i].on_done, batch[i].outcome);
+        batch[i].on_done = nullptr;  // the callback's captures are released now, not later
+      } else {
+        ++sentinels;
+      }
+    }
+    if (sentinels == 0) continue;
+    // One sentinel per callback thread: the extra ones this thread took belong to others.
+    for (std::size_t i = 1; i < sentinels; ++i) callbacks_->items.enqueue(Ready{});
+    return;
   }
 }
 
@@ -298,7 +355,8 @@ void PoolCore::close() {
 }
 
 void PoolCore::terminate() {
-  std::vector<Completion> pending;
+  std::vector<Ready> pending;
+  const std::string what = "the pool was terminated before the task finished";
   {
     std::lock_guard lock(mutex_);
     closed_ = true;
@@ -308,13 +366,14 @@ void PoolCore::terminate() {
       if (worker.running) worker.process->kill();
       worker.outstanding.clear();
     }
-    for (auto& [id, job] : jobs_) pending.push_back(std::move(job.on_done));
-    jobs_.clear();
+    for (std::uint32_t slot = 0; slot < jobs_.size(); ++slot) {
+      Job& job = jobs_[slot];
+      if (!job.live) continue;
+      const std::uint64_t id = std::uint64_t{job.generation} << 32 | slot;
+      pending.push_back(Ready{end_job(job, id), TaskOutcome{TaskOutcome::kTerminated, text_bytes(what), 0}});
+    }
   }
-  const std::string what = "the pool was terminated before the task finished";
-  for (Completion& on_done : pending) {
-    deliver(std::move(on_done), TaskOutcome{TaskOutcome::kTerminated, text_bytes(what), 0});
-  }
+  deliver(pending);
 }
 
 void PoolCore::join() {
@@ -330,16 +389,14 @@ void PoolCore::join() {
   }
   stop_dispatch_.store(true, std::memory_order_release);
   if (dispatcher_.joinable()) dispatcher_.join();
-  for (std::size_t i = 0; i < callback_threads_.size(); ++i) callbacks_->items.enqueue(nullptr);
+  for (std::size_t i = 0; i < callback_threads_.size(); ++i) callbacks_->items.enqueue(Ready{});
   for (std::thread& thread : callback_threads_) thread.join();
   callback_threads_.clear();
   // moodycamel keeps FIFO order per producer only: a stop sentinel (from this thread) may be
   // taken before completions the dispatcher queued earlier. Run whatever is left here.
-  CallbackQueue::Item* item = nullptr;
+  Ready item;
   while (callbacks_->items.try_dequeue(item)) {
-    if (item == nullptr) continue;
-    std::unique_ptr<CallbackQueue::Item> owned(item);
-    run_callback(owned->on_done, owned->outcome);
+    if (item.on_done) run_callback(item.on_done, item.outcome);
   }
   joined_ = true;
 }

@@ -108,9 +108,14 @@ class Pool {
 
   template <class R, class... Params, class... Args>
   AsyncResult<R> apply_async(Callbacks<R> callbacks, R (*function)(Params...), Args&&... args) {
-    PackedCall call = pack_call(function, std::forward<Args>(args)...);
+    static_assert(sizeof...(Params) == sizeof...(Args), "one argument per parameter");
+    // Per thread, so that its capacity is reused by every apply_async from that thread.
+    thread_local ArgWriter arguments;
+    arguments.buffer().clear();
+    encode_all<std::decay_t<Params>...>(arguments, std::forward<Args>(args)...);
     auto state = std::make_shared<detail::ResultState<R>>();
-    core_->submit(call.trampoline, call.function, call.arguments,
+    core_->submit(&detail::call_function<R, Params...>, reinterpret_cast<std::uintptr_t>(function),
+                  arguments.buffer(),
                   [state, callbacks = std::move(callbacks)](TaskOutcome&& outcome) {
                     complete(*state, callbacks, std::move(outcome));
                   });

@@ -10,9 +10,9 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 
 #include "ringfork/pool_task.h"
@@ -50,7 +50,7 @@ class PoolCore {
   // Queues a task; `on_done` runs on a callback thread when it ends (however it ends).
   // Throws std::logic_error after close() or terminate().
   void submit(PoolTrampoline trampoline, std::uintptr_t function,
-              const std::vector<std::byte>& arguments, Completion on_done);
+              std::span<const std::byte> arguments, Completion on_done);
 
   void close();
   void terminate();
@@ -77,17 +77,29 @@ class PoolCore {
     std::uint64_t sent = 0;  // tasks ever put on `tasks`
     bool running = false;
   };
+  // A task id is (generation << 32 | slot): a slot is reused once its task ended, and the
+  // generation tells a late or duplicate result for the slot's previous task from its own.
   struct Job {
-    std::uint32_t worker;
+    std::uint32_t generation = 0;
+    std::uint32_t worker = 0;
+    bool live = false;
     Completion on_done;
+  };
+  struct Ready {
+    Completion on_done;
+    TaskOutcome outcome;
   };
 
   void start_worker(std::uint32_t index);
   void dispatch_loop();
-  void handle_result(const Bytes& message);
+  // Matches results to their jobs under one lock and queues their completions in `ready`.
+  void handle_results(std::span<const Bytes> messages, std::vector<Ready>& ready);
   void check_workers();
-  void fail(std::uint64_t id, TaskOutcome&& outcome);
-  void deliver(Completion&& on_done, TaskOutcome&& outcome);
+  // The live job `id` names, or nullptr (it already ended). Requires mutex_.
+  Job* find_job(std::uint64_t id);
+  // Moves out a job's completion and frees its slot. Requires mutex_.
+  Completion end_job(Job& job, std::uint64_t id);
+  void deliver(std::vector<Ready>& ready);
   void callback_loop();
   // Runs one completion; an exception from a user callback is reported and counted.
   void run_callback(Completion& on_done, TaskOutcome& outcome) noexcept;
@@ -104,8 +116,8 @@ class PoolCore {
   mutable std::mutex mutex_;  // guards everything below up to the threads
   std::condition_variable all_exited_;
   std::vector<Worker> workers_;
-  std::unordered_map<std::uint64_t, Job> jobs_;
-  std::uint64_t next_id_ = 1;
+  std::vector<Job> jobs_;
+  std::vector<std::uint32_t> free_job_slots_;
   bool closed_ = false;
   bool terminated_ = false;
 
