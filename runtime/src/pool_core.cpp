@@ -152,14 +152,13 @@ void PoolCore::start_worker(std::uint32_t index) {
 
 void PoolCore::submit(PoolTrampoline trampoline, std::uintptr_t function,
                       std::span<const std::byte> arguments, Completion on_done) {
-  // Per thread, so that its capacity is reused by every submit from that thread.
-  thread_local Bytes message;
+  std::lock_guard lock(mutex_);
+  if (closed_) throw std::logic_error("Pool: task submitted after close() or terminate()");
+  Bytes& message = task_message_;
   message.resize(kTaskHeader + arguments.size());
   const std::uint64_t code[2] = {reinterpret_cast<std::uint64_t>(trampoline), function};
   std::memcpy(message.data() + sizeof(std::uint64_t), code, sizeof(code));
   if (!arguments.empty()) std::memcpy(message.data() + kTaskHeader, arguments.data(), arguments.size());
-  std::lock_guard lock(mutex_);
-  if (closed_) throw std::logic_error("Pool: task submitted after close() or terminate()");
   // The worker with the least outstanding work takes the task.
   std::uint32_t chosen = 0;
   for (std::uint32_t i = 1; i < workers_.size(); ++i) {
@@ -192,7 +191,7 @@ PoolCore::Job* PoolCore::find_job(std::uint64_t id) {
 
 PoolCore::Completion PoolCore::end_job(Job& job, std::uint64_t id) {
   Completion on_done = std::move(job.on_done);
-  job.on_done = nullptr;
+  job.on_done = Completion();
   job.live = false;
   ++job.generation;
   free_job_slots_.push_back(static_cast<std::uint32_t>(id));
@@ -232,11 +231,12 @@ void PoolCore::handle_results(std::span<const Bytes> messages, std::vector<Ready
     if (job == nullptr) continue;  // already failed (the pool was terminated)
     Worker& worker = workers_[job->worker];
     // Results come back in the order tasks were sent, so this is nearly always the first.
-    for (auto it = worker.outstanding.begin(); it != worker.outstanding.end(); ++it) {
-      if (it->second == id) {
-        worker.outstanding.erase(it);
-        break;
-      }
+    if (!worker.outstanding.empty() && worker.outstanding.front().second == id) {
+      worker.outstanding.pop_front();
+    } else {
+      const auto entry = std::find_if(worker.outstanding.begin(), worker.outstanding.end(),
+                                      [&](const auto& sent) { return sent.second == id; });
+      if (entry != worker.outstanding.end()) worker.outstanding.erase(entry);
     }
     const auto kind = static_cast<std::uint8_t>(message[kResultHeader - 1]);
     ready.push_back(Ready{end_job(*job, id),
@@ -324,7 +324,7 @@ void PoolCore::callback_loop() {
     for (std::size_t i = 0; i < taken; ++i) {
       if (batch[i].on_done) {
         run_callback(batch[i].on_done, batch[i].outcome);
-        batch[i].on_done = nullptr;  // the callback's captures are released now, not later
+        batch[i].on_done = Completion();  // the callback's captures are released now, not later
       } else {
         ++sentinels;
       }

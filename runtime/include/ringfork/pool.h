@@ -113,13 +113,12 @@ class Pool {
     thread_local ArgWriter arguments;
     arguments.buffer().clear();
     encode_all<std::decay_t<Params>...>(arguments, std::forward<Args>(args)...);
-    auto state = std::make_shared<detail::ResultState<R>>();
+    // One allocation holds the result and the callbacks; the completion shares it.
+    auto call = std::make_shared<ApplyCall<R>>();
+    call->callbacks = std::move(callbacks);
     core_->submit(&detail::call_function<R, Params...>, reinterpret_cast<std::uintptr_t>(function),
-                  arguments.buffer(),
-                  [state, callbacks = std::move(callbacks)](TaskOutcome&& outcome) {
-                    complete(*state, callbacks, std::move(outcome));
-                  });
-    return AsyncResult<R>(std::move(state));
+                  arguments.buffer(), PoolCompletion(&run_apply_call<R>, call));
+    return AsyncResult<R>(std::shared_ptr<detail::ResultState<R>>(call, &call->state));
   }
 
   template <class R, class... Params, class... Args>
@@ -178,6 +177,18 @@ class Pool {
   PoolCore& core() noexcept { return *core_; }
 
  private:
+  template <class R>
+  struct ApplyCall {
+    detail::ResultState<R> state;
+    Callbacks<R> callbacks;
+  };
+  template <class R>
+  static void run_apply_call(void* context, TaskOutcome&& outcome) {
+    auto& call = *static_cast<ApplyCall<R>*>(context);
+    complete(call.state, call.callbacks, std::move(outcome));
+    call.callbacks = {};  // their captures go now, not when the last AsyncResult copy does
+  }
+
   static std::exception_ptr failure_of(TaskOutcome& outcome) {
     const std::string text(reinterpret_cast<const char*>(outcome.payload.data()),
                            outcome.payload.size());

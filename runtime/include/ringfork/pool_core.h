@@ -13,6 +13,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "ringfork/pool_task.h"
@@ -38,9 +39,35 @@ struct TaskOutcome {
   int exit_code = 0;               // kCrashed: the worker's exit status or -signal
 };
 
+// What runs when a task ends: a plain function and the shared state it works on. Unlike
+// std::function it allocates nothing beyond that state, which the caller makes anyway (an
+// AsyncResult's), so a task costs one allocation in the parent, not two.
+class PoolCompletion {
+ public:
+  using Run = void (*)(void* context, TaskOutcome&& outcome);
+  PoolCompletion() = default;
+  PoolCompletion(Run run, std::shared_ptr<void> context) noexcept
+      : run_(run), context_(std::move(context)) {}
+  // Any callable taking TaskOutcome&&, kept in a shared allocation of its own.
+  template <class F, class = std::enable_if_t<std::is_invocable_v<std::decay_t<F>&, TaskOutcome&&> &&
+                                              !std::is_same_v<std::decay_t<F>, PoolCompletion>>>
+  PoolCompletion(F&& function)  // NOLINT(google-explicit-constructor): as std::function
+      : run_([](void* context, TaskOutcome&& outcome) {
+          (*static_cast<std::decay_t<F>*>(context))(std::move(outcome));
+        }),
+        context_(std::make_shared<std::decay_t<F>>(std::forward<F>(function))) {}
+
+  explicit operator bool() const noexcept { return run_ != nullptr; }
+  void operator()(TaskOutcome&& outcome) { run_(context_.get(), std::move(outcome)); }
+
+ private:
+  Run run_ = nullptr;
+  std::shared_ptr<void> context_;
+};
+
 class PoolCore {
  public:
-  using Completion = std::function<void(TaskOutcome&&)>;
+  using Completion = PoolCompletion;
 
   PoolCore(Runtime& runtime, int processes, PoolOptions options);
   ~PoolCore();
@@ -116,6 +143,7 @@ class PoolCore {
   mutable std::mutex mutex_;  // guards everything below up to the threads
   std::condition_variable all_exited_;
   std::vector<Worker> workers_;
+  Bytes task_message_;  // reused by every submit
   std::vector<Job> jobs_;
   std::vector<std::uint32_t> free_job_slots_;
   bool closed_ = false;
