@@ -6,14 +6,16 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <new>
+
+#include "pool_wire.h"
 
 namespace ringfork {
 namespace {
 
-// Task message: [id][trampoline][function][arguments...]
-// Result message: [id][worker][kind][payload...]
-constexpr std::size_t kTaskHeader = 3 * sizeof(std::uint64_t);
-constexpr std::size_t kResultHeader = sizeof(std::uint64_t) + sizeof(std::uint32_t) + 1;
+using pool_wire::PoolOutbox;
+using pool_wire::RecordReader;
+using pool_wire::ResultRecord;
 
 Bytes text_bytes(const std::string& text) {
   const auto* begin = reinterpret_cast<const std::byte*>(text.data());
@@ -22,70 +24,6 @@ Bytes text_bytes(const std::string& text) {
 
 TaskOutcome crashed_outcome(const std::string& what, int exit_code) {
   return TaskOutcome{TaskOutcome::kCrashed, text_bytes(what), exit_code};
-}
-
-Bytes error_result(std::uint64_t id, std::uint32_t worker, const std::string& message) {
-  ArgWriter out;
-  out.write_raw(id);
-  out.write_raw(worker);
-  out.write_raw<std::uint8_t>(TaskOutcome::kRaised);
-  out.write_bytes(message.data(), message.size());
-  return std::move(out.buffer());
-}
-
-// What every pool worker runs: take a task, run it, put its result, until the task queue is
-// closed and drained (or maxtasksperchild is reached).
-int pool_worker_main(Queue<Bytes> tasks, Queue<Bytes> results, std::uint32_t worker,
-                     std::uint64_t max_tasks, Bytes initializer, std::uint64_t answered_offset) {
-  const DecodeContext context = Runtime::current()->decode_context();
-  auto* answered = Runtime::current()->segment().at(
-      Offset<std::atomic<std::uint64_t>>{answered_offset + worker * sizeof(std::uint64_t)});
-  if (!initializer.empty()) {
-    ArgReader in(initializer, context);
-    const auto trampoline = reinterpret_cast<PoolTrampoline>(in.read_raw<std::uint64_t>());
-    const auto function = in.read_raw<std::uint64_t>();
-    ArgWriter ignored;
-    trampoline(function, in, ignored);  // an exception ends the worker with exit code 1
-  }
-  // Reused for every task: a trivial task then costs no allocation in the worker.
-  ReceivedMessage task;
-  Bytes chained_task;
-  ArgWriter out;
-  for (std::uint64_t done = 0; max_tasks == 0 || done < max_tasks; ++done) {
-    try {
-      tasks.bytes().get(task);
-    } catch (const QueueClosed&) {
-      return 0;
-    }
-    std::span<const std::byte> bytes;
-    if (task.chained()) {  // longer than the pool's largest block: gather it
-      chained_task.resize(task.size());
-      if (!task.copy_to(chained_task.data())) continue;  // corrupt: nothing to answer
-      bytes = chained_task;
-    } else {
-      bytes = task.bytes();
-    }
-    if (bytes.size() < kTaskHeader) continue;  // not a task: nothing to answer
-    std::uint64_t header[3];
-    std::memcpy(header, bytes.data(), sizeof(header));
-    ArgReader in(bytes.subspan(kTaskHeader), context);
-    out.buffer().clear();
-    out.write_raw(header[0]);
-    out.write_raw(worker);
-    out.write_raw<std::uint8_t>(TaskOutcome::kSucceeded);
-    try {
-      reinterpret_cast<PoolTrampoline>(header[1])(header[2], in, out);
-      results.bytes().put(out.buffer());
-    } catch (const std::exception& error) {
-      results.put(error_result(header[0], worker, error.what()));
-    } catch (...) {
-      results.put(error_result(header[0], worker, "an exception not derived from std::exception"));
-    }
-    task.release();
-    // release: the result is in the queue before the parent may count it as answered.
-    answered->fetch_add(1, std::memory_order_release);
-  }
-  return 0;
 }
 
 }  // namespace
@@ -105,10 +43,13 @@ PoolCore::PoolCore(Runtime& runtime, int processes, PoolOptions options)
     throw std::invalid_argument("PoolOptions.callback_threads must be at least 1");
   }
   results_ = std::make_unique<Queue<Bytes>>(Queue<Bytes>::create(runtime.arena(), runtime.pool()));
-  answered_offset_ = runtime.arena().allocate_or_throw(
-      sizeof(std::uint64_t) * static_cast<std::size_t>(processes), kCacheLineSize, "pool counters");
-  answered_ = runtime.segment().at(Offset<std::atomic<std::uint64_t>>{answered_offset_},
-                                   static_cast<std::size_t>(processes));
+  outbox_offset_ = runtime.arena().allocate_or_throw(
+      sizeof(PoolOutbox) * static_cast<std::size_t>(processes), alignof(PoolOutbox), "pool outboxes");
+  outboxes_ = runtime.segment().at(Offset<PoolOutbox>{outbox_offset_}, static_cast<std::size_t>(processes));
+  for (int i = 0; i < processes; ++i) {
+    auto* outbox = new (&outboxes_[i]) PoolOutbox{};
+    outbox->version = PoolOutbox::kVersion;
+  }
   workers_.resize(static_cast<std::size_t>(processes));
   {
     std::lock_guard lock(mutex_);
@@ -141,9 +82,10 @@ void PoolCore::start_worker(std::uint32_t index) {
     out.write_bytes(options_.initializer->arguments.data(), options_.initializer->arguments.size());
     initializer = std::move(out.buffer());
   }
-  worker.process = std::make_unique<Process>(runtime_, &pool_worker_main, *worker.tasks, *results_,
-                                             index, std::uint64_t{options_.maxtasksperchild},
-                                             initializer, answered_offset_);
+  worker.process = std::make_unique<Process>(
+      runtime_, &pool_wire::pool_worker_main, *worker.tasks, *results_, index,
+      std::uint64_t{options_.maxtasksperchild}, initializer,
+      outbox_offset_ + index * std::uint64_t{sizeof(PoolOutbox)});
   worker.process->set_name("PoolWorker-" + std::to_string(index));
   worker.process->start();
   worker.running = true;
@@ -155,10 +97,12 @@ void PoolCore::submit(PoolTrampoline trampoline, std::uintptr_t function,
   std::lock_guard lock(mutex_);
   if (closed_) throw std::logic_error("Pool: task submitted after close() or terminate()");
   Bytes& message = task_message_;
-  message.resize(kTaskHeader + arguments.size());
+  message.resize(pool_wire::kTaskHeader + arguments.size());
   const std::uint64_t code[2] = {reinterpret_cast<std::uint64_t>(trampoline), function};
   std::memcpy(message.data() + sizeof(std::uint64_t), code, sizeof(code));
-  if (!arguments.empty()) std::memcpy(message.data() + kTaskHeader, arguments.data(), arguments.size());
+  if (!arguments.empty()) {
+    std::memcpy(message.data() + pool_wire::kTaskHeader, arguments.data(), arguments.size());
+  }
   // The worker with the least outstanding work takes the task.
   std::uint32_t chosen = 0;
   for (std::uint32_t i = 1; i < workers_.size(); ++i) {
@@ -224,26 +168,30 @@ void PoolCore::dispatch_loop() {
 void PoolCore::handle_results(std::span<const Bytes> messages, std::vector<Ready>& ready) {
   std::lock_guard lock(mutex_);
   for (const Bytes& message : messages) {
-    if (message.size() < kResultHeader) continue;
-    std::uint64_t id = 0;
-    std::memcpy(&id, message.data(), sizeof(id));
-    Job* job = find_job(id);
-    if (job == nullptr) continue;  // already failed (the pool was terminated)
-    Worker& worker = workers_[job->worker];
-    // Results come back in the order tasks were sent, so this is nearly always the first.
-    if (!worker.outstanding.empty() && worker.outstanding.front().second == id) {
-      worker.outstanding.pop_front();
-    } else {
-      const auto entry = std::find_if(worker.outstanding.begin(), worker.outstanding.end(),
-                                      [&](const auto& sent) { return sent.second == id; });
-      if (entry != worker.outstanding.end()) worker.outstanding.erase(entry);
-    }
-    const auto kind = static_cast<std::uint8_t>(message[kResultHeader - 1]);
-    ready.push_back(Ready{end_job(*job, id),
-                          TaskOutcome{kind == TaskOutcome::kSucceeded ? TaskOutcome::kSucceeded
-                                                                      : TaskOutcome::kRaised,
-                                      Bytes(message.begin() + kResultHeader, message.end()), 0}});
+    if (message.size() < pool_wire::kResultHeader) continue;
+    std::uint32_t count = 0;
+    std::memcpy(&count, message.data() + sizeof(std::uint32_t), sizeof(count));
+    RecordReader records(std::span<const std::byte>(message).subspan(pool_wire::kResultHeader));
+    ResultRecord record;
+    for (std::uint32_t i = 0; i < count && records.next(record); ++i) take_result(record, ready);
   }
+}
+
+void PoolCore::take_result(const ResultRecord& record, std::vector<Ready>& ready) {
+  Job* job = find_job(record.id);
+  if (job == nullptr) return;  // already ended: terminated, or delivered from the outbox
+  Worker& worker = workers_[job->worker];
+  // Results come back in the order tasks were sent, so this is nearly always the first.
+  if (!worker.outstanding.empty() && worker.outstanding.front().second == record.id) {
+    worker.outstanding.pop_front();
+  } else {
+    const auto entry = std::find_if(worker.outstanding.begin(), worker.outstanding.end(),
+                                    [&](const auto& sent) { return sent.second == record.id; });
+    if (entry != worker.outstanding.end()) worker.outstanding.erase(entry);
+  }
+  const auto kind = record.kind == TaskOutcome::kSucceeded ? TaskOutcome::kSucceeded : TaskOutcome::kRaised;
+  ready.push_back(Ready{end_job(*job, record.id),
+                        TaskOutcome{kind, Bytes(record.payload.begin(), record.payload.end()), 0}});
 }
 
 void PoolCore::check_workers() {
@@ -263,31 +211,44 @@ void PoolCore::check_workers() {
   }
   deliver(ready);
 
-  std::vector<Ready> failed;
+  std::vector<Ready> ended;  // staged results and failures
   std::lock_guard lock(mutex_);
   for (std::uint32_t index : exited) {
     Worker& worker = workers_[index];
     const int exit_code = *worker.process->exitcode();
-    // A task claimed from this worker's queue and never answered is the one it was running:
-    // workers take tasks one at a time, so it is the last one claimed. (Its earlier results
-    // may still sit in the result queue behind other workers' messages: they are matched
-    // by id whenever they arrive.)
+    PoolOutbox& outbox = outboxes_[index];
+    // The worker is gone, so its outbox holds still: results it answered and had not sent
+    // are delivered from there (any of them it did send, and that were already delivered,
+    // are skipped by id).
     const std::uint64_t claimed = worker.tasks->counters().gets;
-    const std::uint64_t answered = answered_[index].load(std::memory_order_acquire);
-    const auto running_task =
-        std::find_if(worker.outstanding.begin(), worker.outstanding.end(),
-                     [&](const auto& entry) { return entry.first + 1 == claimed; });
-    if (claimed > answered && running_task != worker.outstanding.end()) {
-      const std::uint64_t id = running_task->second;
-      worker.outstanding.erase(running_task);
+    const std::uint64_t answered = outbox.answered.load(std::memory_order_acquire);
+    const std::uint64_t flushed = outbox.flushed.load(std::memory_order_acquire);
+    RecordReader staged(std::span<const std::byte>(outbox.staged).subspan(pool_wire::kResultHeader));
+    ResultRecord record;
+    const std::size_t before = ended.size();
+    for (std::uint64_t i = flushed; i < answered && staged.next(record); ++i) take_result(record, ended);
+    results_from_dead_workers_.fetch_add(ended.size() - before, std::memory_order_relaxed);
+    // Tasks claimed from its queue and never answered: workers take one at a time, so this
+    // is the task it was running. (Answered ones may still sit in the result queue behind
+    // other workers' messages: they are matched by id whenever they arrive.)
+    for (auto entry = worker.outstanding.begin(); entry != worker.outstanding.end();) {
+      const auto [sequence, id] = *entry;
+      if (sequence < answered || sequence >= claimed) {
+        ++entry;
+        continue;
+      }
+      entry = worker.outstanding.erase(entry);
       if (Job* job = find_job(id)) {
         const std::string what = "worker " + std::to_string(worker.process->pid()) +
                                  (exit_code < 0 ? " was killed by signal " + std::to_string(-exit_code)
                                                 : " exited with status " + std::to_string(exit_code)) +
                                  " while running the task";
-        failed.push_back(Ready{end_job(*job, id), crashed_outcome(what, exit_code)});
+        ended.push_back(Ready{end_job(*job, id), crashed_outcome(what, exit_code)});
       }
     }
+    // Every claimed task is now accounted for; the replacement starts from there.
+    outbox.answered.store(claimed, std::memory_order_relaxed);
+    outbox.flushed.store(claimed, std::memory_order_relaxed);
     worker.running = false;
     worker.process.reset();
     if (terminated_ || (closed_ && worker.outstanding.empty())) continue;
@@ -297,7 +258,7 @@ void PoolCore::check_workers() {
       // No replacement (the template is gone): the worker's queued tasks cannot run.
       const std::string what = std::string("no replacement worker: ") + error.what();
       for (const auto& [sequence, id] : worker.outstanding) {
-        if (Job* job = find_job(id)) failed.push_back(Ready{end_job(*job, id), crashed_outcome(what, exit_code)});
+        if (Job* job = find_job(id)) ended.push_back(Ready{end_job(*job, id), crashed_outcome(what, exit_code)});
       }
       worker.outstanding.clear();
     }
@@ -305,7 +266,7 @@ void PoolCore::check_workers() {
   bool any_running = false;
   for (const Worker& worker : workers_) any_running = any_running || worker.running;
   if (!any_running) all_exited_.notify_all();
-  deliver(failed);
+  deliver(ended);
 }
 
 // Empties `ready` (keeping its capacity).

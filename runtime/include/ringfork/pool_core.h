@@ -22,6 +22,11 @@
 
 namespace ringfork {
 
+namespace pool_wire {
+struct PoolOutbox;
+struct ResultRecord;
+}  // namespace pool_wire
+
 struct PoolOptions {
   // Run once in each worker before its first task (Python's initializer + initargs).
   std::optional<PackedCall> initializer;
@@ -90,6 +95,10 @@ class PoolCore {
   std::uint64_t workers_started() const noexcept {
     return workers_started_.load(std::memory_order_relaxed);
   }
+  // Results a worker answered but had not sent when it died, delivered from its outbox.
+  std::uint64_t results_from_dead_workers() const noexcept {
+    return results_from_dead_workers_.load(std::memory_order_relaxed);
+  }
   // Exceptions thrown by user callbacks: reported on stderr and counted, never lost.
   std::uint64_t callback_errors() const noexcept {
     return callback_errors_.load(std::memory_order_relaxed);
@@ -121,6 +130,8 @@ class PoolCore {
   void dispatch_loop();
   // Matches results to their jobs under one lock and queues their completions in `ready`.
   void handle_results(std::span<const Bytes> messages, std::vector<Ready>& ready);
+  // Ends the job a result record answers, if it is still live. Requires mutex_.
+  void take_result(const pool_wire::ResultRecord& record, std::vector<Ready>& ready);
   void check_workers();
   // The live job `id` names, or nullptr (it already ended). Requires mutex_.
   Job* find_job(std::uint64_t id);
@@ -135,10 +146,10 @@ class PoolCore {
   const int processes_;
   PoolOptions options_;
   std::unique_ptr<Queue<Bytes>> results_;
-  // Per task queue, in shared memory: results its workers have put. Tasks claimed from the
-  // queue minus this is the task a dead worker was running (0 or 1 of them).
-  std::uint64_t answered_offset_ = 0;
-  std::atomic<std::uint64_t>* answered_ = nullptr;
+  // One per worker slot, in shared memory: the results its worker answered and had not yet
+  // sent, and the counts that say which task a dead worker was running.
+  std::uint64_t outbox_offset_ = 0;
+  pool_wire::PoolOutbox* outboxes_ = nullptr;
 
   mutable std::mutex mutex_;  // guards everything below up to the threads
   std::condition_variable all_exited_;
@@ -152,6 +163,7 @@ class PoolCore {
   std::atomic<bool> stop_dispatch_{false};
   std::atomic<std::uint64_t> workers_started_{0};
   std::atomic<std::uint64_t> callback_errors_{0};
+  std::atomic<std::uint64_t> results_from_dead_workers_{0};
   std::thread dispatcher_;
   struct CallbackQueue;
   std::unique_ptr<CallbackQueue> callbacks_;
