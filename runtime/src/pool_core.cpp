@@ -17,6 +17,14 @@ using pool_wire::PoolOutbox;
 using pool_wire::RecordReader;
 using pool_wire::ResultRecord;
 
+// Buffers reused from message to message keep their capacity, up to this: one huge message
+// must not pin its size for the pool's lifetime.
+constexpr std::size_t kKeptBufferBytes = std::size_t{1} << 20;
+
+void drop_if_huge(Bytes& buffer) {
+  if (buffer.capacity() > kKeptBufferBytes) Bytes().swap(buffer);
+}
+
 Bytes text_bytes(const std::string& text) {
   const auto* begin = reinterpret_cast<const std::byte*>(text.data());
   return Bytes(begin, begin + text.size());
@@ -120,6 +128,7 @@ void PoolCore::submit(PoolTrampoline trampoline, std::uintptr_t function,
     jobs_.emplace_back();
   }
   workers_[chosen].outstanding.emplace_back(workers_[chosen].sent++, id);
+  drop_if_huge(message);
   Job& job = jobs_[slot];
   job.worker = chosen;
   job.live = true;
@@ -160,6 +169,7 @@ void PoolCore::dispatch_loop() {
     if (taken != 0) {
       handle_results(std::span<const Bytes>(messages.data(), taken), ready);
       deliver(ready);
+      for (std::size_t i = 0; i < taken; ++i) drop_if_huge(messages[i]);
     }
     check_workers();
   }

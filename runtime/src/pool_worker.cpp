@@ -20,6 +20,8 @@ constexpr std::chrono::microseconds kMostStagedAge{50};
 // the payload. A result too long for the outbox goes to the result queue from here as is.
 constexpr std::size_t kPayloadAt = kResultHeader + kRecordHeader;
 
+constexpr std::size_t kKeptBufferBytes = std::size_t{1} << 20;
+
 // Stages results in the outbox and sends them as one message (see PoolOutbox).
 class ResultBatcher {
  public:
@@ -153,6 +155,9 @@ int pool_worker_main(Queue<Bytes> tasks, Queue<Bytes> results, std::uint32_t wor
     }
     task.release();
     batcher.answer(header[0], kind, out.buffer());
+    // One huge task or result must not pin its size for the worker's lifetime.
+    if (out.buffer().capacity() > kKeptBufferBytes) Bytes().swap(out.buffer());
+    if (chained_task.capacity() > kKeptBufferBytes) Bytes().swap(chained_task);
   }
   batcher.send();
   return 0;

@@ -95,6 +95,9 @@ class ResultStream {
 // exception thrown by a task reaches the caller as RemoteError. close() then join() waits
 // for the queued work; terminate() kills the workers and fails pending tasks with
 // PoolTerminated; destroying a Pool that was not joined terminates it (as `with Pool()`).
+// A worker that finds tasks queued back to back sends their results together: a result
+// waits at most 50 us or 64 results for company, but when a slow task follows a quick one
+// at once, the quick one's result waits for the slow one to end.
 // Functions must be plain functions; arguments and results use ringfork::Codec.
 class Pool {
  public:
@@ -118,6 +121,9 @@ class Pool {
     call->callbacks = std::move(callbacks);
     core_->submit(&detail::call_function<R, Params...>, reinterpret_cast<std::uintptr_t>(function),
                   arguments.buffer(), PoolCompletion(&run_apply_call<R>, call));
+    if (arguments.buffer().capacity() > (std::size_t{1} << 20)) {
+      std::vector<std::byte>().swap(arguments.buffer());  // one huge call must not pin its size
+    }
     return AsyncResult<R>(std::shared_ptr<detail::ResultState<R>>(call, &call->state));
   }
 

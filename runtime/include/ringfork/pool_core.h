@@ -121,6 +121,7 @@ class PoolCore {
     bool live = false;
     Completion on_done;
   };
+  // A completion on its way to a callback thread with the outcome it is to run with.
   struct Ready {
     Completion on_done;
     TaskOutcome outcome;
@@ -154,7 +155,7 @@ class PoolCore {
   mutable std::mutex mutex_;  // guards everything below up to the threads
   std::condition_variable all_exited_;
   std::vector<Worker> workers_;
-  Bytes task_message_;  // reused by every submit
+  Bytes task_message_;  // reused by every submit (a huge one is not kept)
   std::vector<Job> jobs_;
   std::vector<std::uint32_t> free_job_slots_;
   bool closed_ = false;
