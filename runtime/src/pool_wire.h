@@ -75,8 +75,9 @@ struct alignas(kCacheLineSize) PoolOutbox {
   // staged below). The queue's claimed count minus this is the task a dead worker was
   // running, taken and never answered (0 or 1 of them).
   std::atomic<std::uint64_t> answered;
-  // Of those, the ones whose results were put on the result queue; the records of the other
-  // answered - flushed are staged, in order, from staged + kResultHeader.
+  // Of those, the ones whose results were put on the result queue (for a moment it may run
+  // one ahead, while a long result sent on its own is being counted); the records of the
+  // other answered - flushed are staged, in order, from staged + kResultHeader.
   std::atomic<std::uint64_t> flushed;
   std::byte staged[kStagedBytes];
 };

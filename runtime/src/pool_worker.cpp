@@ -43,9 +43,11 @@ class ResultBatcher {
       write_record_header(result.data() + kResultHeader, id, kind,
                           static_cast<std::uint32_t>(payload));
       results_.put(result);
-      // release: the result is in the queue before the parent may count it as answered.
-      outbox_.answered.fetch_add(1, std::memory_order_release);
+      // Sent before answered: dying between the two leaves answered - flushed at 0, so the
+      // parent never reads a stale record from the (empty) staging area. release: the result
+      // is in the queue before the parent may count it as answered.
       outbox_.flushed.fetch_add(1, std::memory_order_release);
+      outbox_.answered.fetch_add(1, std::memory_order_release);
       return;
     }
     if (count_ == 0) first_staged_ = now;
