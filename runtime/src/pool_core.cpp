@@ -51,9 +51,11 @@ PoolCore::PoolCore(Runtime& runtime, int processes, PoolOptions options)
     throw std::invalid_argument("PoolOptions.callback_threads must be at least 1");
   }
   results_ = std::make_unique<Queue<Bytes>>(Queue<Bytes>::create(runtime.arena(), runtime.pool()));
-  outbox_offset_ = runtime.arena().allocate_or_throw(
-      sizeof(PoolOutbox) * static_cast<std::size_t>(processes), alignof(PoolOutbox), "pool outboxes");
-  outboxes_ = runtime.segment().at(Offset<PoolOutbox>{outbox_offset_}, static_cast<std::size_t>(processes));
+  outbox_offset_ =
+      runtime.arena().allocate_or_throw(sizeof(PoolOutbox) * static_cast<std::size_t>(processes),
+                                        alignof(PoolOutbox), "pool outboxes");
+  outboxes_ =
+      runtime.segment().at(Offset<PoolOutbox>{outbox_offset_}, static_cast<std::size_t>(processes));
   for (int i = 0; i < processes; ++i) {
     auto* outbox = new (&outboxes_[i]) PoolOutbox{};
     outbox->version = PoolOutbox::kVersion;
@@ -90,10 +92,10 @@ void PoolCore::start_worker(std::uint32_t index) {
     out.write_bytes(options_.initializer->arguments.data(), options_.initializer->arguments.size());
     initializer = std::move(out.buffer());
   }
-  worker.process = std::make_unique<Process>(
-      runtime_, &pool_wire::pool_worker_main, *worker.tasks, *results_, index,
-      std::uint64_t{options_.maxtasksperchild}, initializer,
-      outbox_offset_ + index * std::uint64_t{sizeof(PoolOutbox)});
+  worker.process =
+      std::make_unique<Process>(runtime_, &pool_wire::pool_worker_main, *worker.tasks, *results_,
+                                index, std::uint64_t{options_.maxtasksperchild}, initializer,
+                                outbox_offset_ + index * std::uint64_t{sizeof(PoolOutbox)});
   worker.process->set_name("PoolWorker-" + std::to_string(index));
   worker.process->start();
   worker.running = true;
@@ -163,7 +165,9 @@ void PoolCore::dispatch_loop() {
     try {
       results.get(messages[0], Deadline::after(std::chrono::milliseconds(5)));
       taken = 1;
-      while (taken < kResultBatch && results.get_nowait(messages[taken]) == RingStatus::kOk) ++taken;
+      while (taken < kResultBatch && results.get_nowait(messages[taken]) == RingStatus::kOk) {
+        ++taken;
+      }
     } catch (const Empty&) {
     }
     if (taken != 0) {
@@ -199,7 +203,8 @@ void PoolCore::take_result(const ResultRecord& record, std::vector<Ready>& ready
                                     [&](const auto& sent) { return sent.second == record.id; });
     if (entry != worker.outstanding.end()) worker.outstanding.erase(entry);
   }
-  const auto kind = record.kind == TaskOutcome::kSucceeded ? TaskOutcome::kSucceeded : TaskOutcome::kRaised;
+  const auto kind =
+      record.kind == TaskOutcome::kSucceeded ? TaskOutcome::kSucceeded : TaskOutcome::kRaised;
   ready.push_back(Ready{end_job(*job, record.id),
                         TaskOutcome{kind, Bytes(record.payload.begin(), record.payload.end()), 0}});
 }
@@ -233,10 +238,13 @@ void PoolCore::check_workers() {
     const std::uint64_t claimed = worker.tasks->counters().gets;
     const std::uint64_t answered = outbox.answered.load(std::memory_order_acquire);
     const std::uint64_t flushed = outbox.flushed.load(std::memory_order_acquire);
-    RecordReader staged(std::span<const std::byte>(outbox.staged).subspan(pool_wire::kResultHeader));
+    RecordReader staged(
+        std::span<const std::byte>(outbox.staged).subspan(pool_wire::kResultHeader));
     ResultRecord record;
     const std::size_t before = ended.size();
-    for (std::uint64_t i = flushed; i < answered && staged.next(record); ++i) take_result(record, ended);
+    for (std::uint64_t i = flushed; i < answered && staged.next(record); ++i) {
+      take_result(record, ended);
+    }
     results_from_dead_workers_.fetch_add(ended.size() - before, std::memory_order_relaxed);
     // Tasks claimed from its queue and never answered: workers take one at a time, so this
     // is the task it was running. (Answered ones may still sit in the result queue behind
@@ -268,7 +276,9 @@ void PoolCore::check_workers() {
       // No replacement (the template is gone): the worker's queued tasks cannot run.
       const std::string what = std::string("no replacement worker: ") + error.what();
       for (const auto& [sequence, id] : worker.outstanding) {
-        if (Job* job = find_job(id)) ended.push_back(Ready{end_job(*job, id), crashed_outcome(what, exit_code)});
+        if (Job* job = find_job(id)) {
+          ended.push_back(Ready{end_job(*job, id), crashed_outcome(what, exit_code)});
+        }
       }
       worker.outstanding.clear();
     }
@@ -341,7 +351,8 @@ void PoolCore::terminate() {
       Job& job = jobs_[slot];
       if (!job.live) continue;
       const std::uint64_t id = std::uint64_t{job.generation} << 32 | slot;
-      pending.push_back(Ready{end_job(job, id), TaskOutcome{TaskOutcome::kTerminated, text_bytes(what), 0}});
+      pending.push_back(
+          Ready{end_job(job, id), TaskOutcome{TaskOutcome::kTerminated, text_bytes(what), 0}});
     }
   }
   deliver(pending);

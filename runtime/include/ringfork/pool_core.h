@@ -54,8 +54,9 @@ class PoolCompletion {
   PoolCompletion(Run run, std::shared_ptr<void> context) noexcept
       : run_(run), context_(std::move(context)) {}
   // Any callable taking TaskOutcome&&, kept in a shared allocation of its own.
-  template <class F, class = std::enable_if_t<std::is_invocable_v<std::decay_t<F>&, TaskOutcome&&> &&
-                                              !std::is_same_v<std::decay_t<F>, PoolCompletion>>>
+  template <class F,
+            class = std::enable_if_t<std::is_invocable_v<std::decay_t<F>&, TaskOutcome&&> &&
+                                     !std::is_same_v<std::decay_t<F>, PoolCompletion>>>
   PoolCompletion(F&& function)  // NOLINT(google-explicit-constructor): as std::function
       : run_([](void* context, TaskOutcome&& outcome) {
           (*static_cast<std::decay_t<F>*>(context))(std::move(outcome));
