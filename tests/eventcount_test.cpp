@@ -3,6 +3,9 @@
 #include "ringfork/eventcount.h"
 
 #include <gtest/gtest.h>
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "ringfork/segment.h"
 #include "ringfork/spin_wait.h"
@@ -10,6 +13,9 @@
 
 namespace ringfork {
 namespace {
+
+// Linux 6.3's MEMBARRIER_CMD_GET_REGISTRATIONS, missing from older uapi headers.
+constexpr int kMembarrierGetRegistrations = 1 << 9;
 
 using namespace std::chrono_literals;
 using testing::expect_clean_exit;
@@ -57,6 +63,39 @@ TEST(EventCount, NotifyBetweenPrepareAndCommitIsNotLost) {
   const std::int64_t start = Deadline::monotonic_ns();
   EXPECT_TRUE(event.commit_wait(key, Deadline::after(10s)));
   EXPECT_LT(Deadline::monotonic_ns() - start, 5'000'000'000) << "slept through a notify";
+}
+
+// Notifiers' fences are compiler-only only while the kernel knows to interrupt their
+// process; a forked child must be registered again or fall back to real fences.
+TEST(EventCount, ForkedChildKeepsAsymmetricFencesRegistered) {
+  std::printf("[ info ] light fences are %s in this process\n",
+              asymmetric_fences_active() ? "compiler-only (membarrier)" : "full fences");
+  const bool parent_active = asymmetric_fences_active();
+  const pid_t child = fork_child([&] {
+    if (asymmetric_fences_active() != parent_active) return 1;
+    const long registered = syscall(SYS_membarrier, kMembarrierGetRegistrations, 0, 0);
+    if (registered < 0) return 0;  // kernel older than 6.3: nothing more to ask
+    const bool kernel_knows = (registered & MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) != 0;
+    return kernel_knows == asymmetric_fences_active() ? 0 : 2;
+  });
+  expect_clean_exit(child);
+}
+
+// A waiter whose heavy fence failed cannot trust notifiers to see it, so it must not sleep
+// past a short slice without rechecking its condition.
+TEST(EventCount, WaiterThatCouldNotFencePollsInShortSlices) {
+  EventCount event;
+  auto key = event.prepare_wait();
+  key.must_poll = true;
+  const std::int64_t start = Deadline::monotonic_ns();
+  EXPECT_TRUE(event.commit_wait(key, Deadline::after(30s))) << "a poll slice is not a timeout";
+  EXPECT_LT(Deadline::monotonic_ns() - start, 5'000'000'000) << "slept as if it had fenced";
+  EXPECT_EQ(event.waiters(), 0u);
+  EXPECT_GE(event.sleeps(), 1u);
+  // ...but a real deadline still ends it with a timeout.
+  key = event.prepare_wait();
+  key.must_poll = true;
+  EXPECT_FALSE(event.commit_wait(key, Deadline::after(std::chrono::microseconds(200))));
 }
 
 TEST(EventCount, WakesASleeperInAnotherProcess) {

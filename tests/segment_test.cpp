@@ -162,6 +162,11 @@ TEST(Segment, TryAtChecksBoundsAlignmentAndCommit) {
   Segment segment = Segment::create({.capacity = 8 * kMiB, .require_backing = Backing::kSmallPages});
   EXPECT_NE(segment.try_at(Offset<std::uint64_t>{4096}), nullptr);
   EXPECT_EQ(segment.try_at(Offset<std::uint64_t>{4097}), nullptr) << "misaligned";
+  EXPECT_EQ(segment.try_at(Offset<std::uint64_t>{4100}), nullptr) << "misaligned by 4";
+  EXPECT_NE(segment.try_bytes(4096 + 64, 8, 64), nullptr);
+  EXPECT_EQ(segment.try_bytes(4096 + 32, 8, 64), nullptr) << "misaligned for 64";
+  EXPECT_EQ(segment.try_bytes(4096 + 48, 8, 24), nullptr) << "not a power of two";
+  EXPECT_NE(segment.try_bytes(4097, 8, 0), nullptr) << "0 = no alignment asked";
   EXPECT_EQ(segment.try_at(Offset<std::uint64_t>{3 * kMiB}), nullptr) << "not committed yet";
   EXPECT_EQ(segment.try_at(Offset<std::uint64_t>{8 * kMiB}), nullptr) << "past capacity";
   EXPECT_EQ(segment.try_at(Offset<char>{~std::uint64_t{0} - 4}, 16), nullptr) << "overflow";

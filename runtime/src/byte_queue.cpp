@@ -105,6 +105,7 @@ RingStatus ByteQueue::stage(std::span<const std::byte> message,
 }
 
 void ByteQueue::hand_over(const QueueDescriptor& descriptor) noexcept {
+  if (descriptor.payload == 0) return;  // inline: no blocks
   // The queue owns the blocks before the message becomes visible: a producer killed after
   // publishing must not have reclaim(pid) free blocks a consumer is about to read.
   const bool chained = descriptor.length > pool_->max_block_bytes();
@@ -279,16 +280,28 @@ void ByteQueue::get(ReceivedMessage& message, Deadline deadline) {
 }
 
 RingStatus ByteQueue::get_nowait(std::vector<std::byte>& message) {
-  ReceivedMessage received;
-  const RingStatus status = get_nowait(received);
-  if (status == RingStatus::kOk) copy_out(received, message);
+  QueueDescriptor descriptor;
+  const RingStatus status = ring_.try_pop(descriptor);
+  if (status == RingStatus::kOk) copy_out(descriptor, message);
   return status;
 }
 
 void ByteQueue::get(std::vector<std::byte>& message, Deadline deadline) {
+  QueueDescriptor descriptor;
+  const RingStatus status = ring_.pop(descriptor, deadline);
+  if (status != RingStatus::kOk) throw_for(status, 0, "get");
+  copy_out(descriptor, message);
+}
+
+void ByteQueue::copy_out(const QueueDescriptor& descriptor, std::vector<std::byte>& out) {
+  // A short message travels inside its descriptor: no blocks to own, check or free.
+  if (descriptor.payload == 0 && descriptor.length <= QueueDescriptor::kInlineBytes) {
+    out.assign(descriptor.inline_bytes, descriptor.inline_bytes + descriptor.length);
+    return;
+  }
   ReceivedMessage received;
-  get(received, deadline);
-  copy_out(received, message);
+  take(descriptor, received);
+  copy_out(received, out);
 }
 
 std::size_t ByteQueue::get_many(std::vector<std::vector<std::byte>>& messages,

@@ -8,10 +8,14 @@
 #include "ringfork/segment.h"
 
 namespace ringfork {
+namespace detail {
+constinit thread_local LastClaimRecord last_claim_records[kLastClaimRecords];
+std::atomic<std::uint64_t> fork_generation{1};
+}  // namespace detail
+
 namespace {
 
-// Bumped in the child after every fork(): cached records of the parent's threads are stale.
-std::atomic<std::uint64_t> fork_generation{1};
+using detail::fork_generation;
 
 void on_fork_child() noexcept { fork_generation.fetch_add(1, std::memory_order_relaxed); }
 
@@ -35,6 +39,9 @@ void give_back(CachedRecord& entry) noexcept {
   // a record that a new ring at the same address has since reset is left alone.
   entry.record->pid.compare_exchange_strong(owner, 0, std::memory_order_release,
                                             std::memory_order_relaxed);
+  for (detail::LastClaimRecord& last : detail::last_claim_records) {
+    if (last.record == entry.record) last = {};
+  }
   entry = CachedRecord{};
 }
 
@@ -77,9 +84,18 @@ ClaimRecord* take_free_record(ClaimRegistry& registry) noexcept {
   return nullptr;
 }
 
+// Remembers the answer in the thread's fast cache, in place of the entry used less lately.
+ClaimRecord* remember(const CachedRecord& entry) noexcept {
+  auto& last = detail::last_claim_records;
+  static_assert(detail::kLastClaimRecords == 2);
+  last[1] = last[0];
+  last[0] = {entry.registry, entry.record, entry.generation, entry.pid};
+  return entry.record;
+}
+
 }  // namespace
 
-ClaimRecord* claim_record_for_this_thread(ClaimRegistry& registry) noexcept {
+ClaimRecord* detail::claim_record_slow_path(ClaimRegistry& registry) noexcept {
   (void)atfork_registered;
   const std::uint64_t generation = fork_generation.load(std::memory_order_relaxed);
   ThreadRecords& cache = thread_records;
@@ -88,7 +104,7 @@ ClaimRecord* claim_record_for_this_thread(ClaimRegistry& registry) noexcept {
     // relaxed: only this thread writes a record it owns.
     if (entry.registry == &registry && entry.generation == generation &&
         entry.record->pid.load(std::memory_order_relaxed) == entry.pid) {
-      return entry.record;
+      return remember(entry);
     }
   }
   ClaimRecord* record = take_free_record(registry);
@@ -108,7 +124,7 @@ ClaimRecord* claim_record_for_this_thread(ClaimRegistry& registry) noexcept {
   }
   *slot = CachedRecord{&registry, record, generation, record->pid.load(std::memory_order_relaxed),
                        segment_unmap_generation()};
-  return record;
+  return remember(*slot);
 }
 
 }  // namespace ringfork

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -326,7 +327,11 @@ bool Segment::refresh_committed() const noexcept {
 
 void* Segment::try_bytes(std::uint64_t offset, std::size_t length,
                          std::size_t alignment) const noexcept {
-  if (alignment != 0 && offset % alignment != 0) return nullptr;
+  // Alignments are powers of two (as alignof gives), so a mask replaces a 64-bit division on
+  // this path, which every handle attach and slot-chunk lookup takes.
+  if (alignment != 0 && (!std::has_single_bit(alignment) || (offset & (alignment - 1)) != 0)) {
+    return nullptr;
+  }
   if (length > capacity_ || offset > capacity_ - length) return nullptr;
   if (offset + length > verified_committed_.load(std::memory_order_acquire)) {
     // Another process may have committed more since we last looked: ask the kernel, never

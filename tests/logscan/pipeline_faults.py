@@ -25,36 +25,21 @@ import sys
 import tempfile
 import time
 import unittest
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from procfs import children_of, process_table, session_members  # noqa: E402  (tests/procfs.py)
 
 ARGS = None
 TIMEOUT = 120
-
-
-def process_table():
-    """{pid: (parent pid, session id)} of every process now."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        table[int(entry)] = (int(fields[1]), int(fields[3]))
-    return table
 
 
 def workers_of(pid):
     """The grandchildren of `pid`: logscan's direct child is the template, which forks the
     workers."""
     table = process_table()
-    templates = {p for p, (parent, _) in table.items() if parent == pid}
-    return [p for p, (parent, _) in table.items() if parent in templates]
-
-
-def session_members(sid):
-    return [p for p, (_, session) in process_table().items() if session == sid]
+    templates = children_of(pid, table)
+    return [p for p, stat in table.items() if stat.parent in templates]
 
 
 class Corpus:

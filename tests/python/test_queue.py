@@ -19,8 +19,12 @@ import threading
 import time
 import unittest
 import zlib
+from pathlib import Path
 
 import ringfork
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from procfs import children_of, command_line  # noqa: E402  (tests/procfs.py)
 
 CTX = multiprocessing.get_context("fork")
 SHM_BEFORE = set()
@@ -575,23 +579,15 @@ class TestZzHygiene(unittest.TestCase):
         gc.collect()
         self.assertEqual(multiprocessing.active_children(), [])
         zombies = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) != os.getpid():
-                continue
-            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                command = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+        for pid, stat in children_of(os.getpid()).items():
+            command = command_line(pid)
+            if command is None:
+                continue  # exited (and was reaped) since the table was read
             # The forkserver and resource tracker that the spawn/forkserver test started are
             # multiprocessing's long-lived helpers, not children a test left behind.
-            if fields[0] != "Z" and ("forkserver" in command or "resource_tracker" in command):
+            if stat.state != "Z" and ("forkserver" in command or "resource_tracker" in command):
                 continue
-            zombies.append((entry, fields[0], command))
+            zombies.append((str(pid), stat.state, command))
         self.assertEqual(zombies, [], "children still around (pid, state, command)")
         # The segment is an anonymous memfd; multiprocessing's own files are unlinked at once.
         info = ringfork.segment_info()

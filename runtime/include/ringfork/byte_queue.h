@@ -159,6 +159,8 @@ class ByteQueue {
   void take(const QueueDescriptor& descriptor, ReceivedMessage& message);
   bool take_checked(ReceivedMessage& message) noexcept;
   static void copy_out(const ReceivedMessage& message, std::vector<std::byte>& out);
+  // Copies a taken descriptor's message into `out` and frees its blocks (if any).
+  void copy_out(const QueueDescriptor& descriptor, std::vector<std::byte>& out);
 
   friend class ReceivedMessage;
   [[noreturn]] void throw_for(RingStatus status, std::size_t bytes, const char* operation) const;

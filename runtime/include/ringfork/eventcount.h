@@ -3,8 +3,10 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 
+#include "ringfork/asymmetric_fence.h"
 #include "ringfork/cache_line.h"
 #include "ringfork/deadline.h"
 #include "ringfork/futex.h"
@@ -18,22 +20,32 @@ namespace ringfork {
 //   auto key = ec.prepare_wait();       // announce: "I may sleep"
 //   if (ready()) { ec.cancel_wait(); }  // re-check after announcing, or a wake may be lost
 //   else ec.commit_wait(key, deadline); // sleeps unless notify() ran since prepare_wait()
-// Notifier: make `ready()` true, then notify_one()/notify_all(). notify costs one fence and
-// one load of a line that only waiters write, so it stays cheap and syscall-free when no
-// one is waiting.
+// Notifier: make `ready()` true, then notify_one()/notify_all(). notify costs a compiler
+// barrier and one load of a line that only waiters write, so it stays cheap and syscall-free
+// when no one is waiting. The handshake's full fence is paid by the waiter instead, as a
+// membarrier(2) in prepare_wait (asymmetric_fence.h): waiters are rare, notifies are per
+// message.
 //
 // A waiter killed between prepare_wait and commit/cancel leaves `waiters_` one too high:
 // notifiers then make a harmless extra futex_wake until the structure is re-created. That
 // only costs time, never correctness.
 class EventCount {
  public:
-  using Key = std::uint32_t;
+  struct Key {
+    std::uint32_t epoch;
+    // The heavy fence failed: a notifier may have missed our announcement, so sleep only in
+    // short slices and let the caller re-check its condition.
+    bool must_poll;
+  };
 
   Key prepare_wait() noexcept {
     // seq_cst: this increment and the caller's following reads of the condition must not be
     // reordered with the notifier's condition write + waiters_ read (a Dekker handshake).
     waiters_.fetch_add(1, std::memory_order_seq_cst);
-    return epoch_.load(std::memory_order_seq_cst);
+    // The notifier's side of the handshake is only a compiler barrier: this makes every
+    // running notifier's earlier condition store visible, or its later waiters_ load see us.
+    const bool fenced = heavy_fence();
+    return Key{epoch_.load(std::memory_order_seq_cst), !fenced};
   }
 
   void cancel_wait() noexcept {
@@ -42,14 +54,18 @@ class EventCount {
   }
 
   // Returns false if the deadline passed before any notify since prepare_wait().
+  // With key.must_poll it may also return true after a short sleep without a notify; the
+  // caller re-checks its condition either way.
   bool commit_wait(Key key, Deadline deadline) noexcept {
     bool notified = true;
     // acquire: pairs with notify's release increment, so the condition written before the
     // notify is visible once the epoch moved.
-    while (epoch_.load(std::memory_order_acquire) == key) {
+    while (epoch_.load(std::memory_order_acquire) == key.epoch) {
       sleeps_.fetch_add(1, std::memory_order_relaxed);
-      if (futex_wait(epoch_, key, deadline) == FutexWaitResult::kTimedOut) {
-        notified = epoch_.load(std::memory_order_acquire) != key;
+      const Deadline slice = key.must_poll ? deadline.min(Deadline::after(kPollSlice)) : deadline;
+      if (futex_wait(epoch_, key.epoch, slice) == FutexWaitResult::kTimedOut) {
+        notified = epoch_.load(std::memory_order_acquire) != key.epoch ||
+                   (key.must_poll && !deadline.expired());
         break;
       }
     }
@@ -69,24 +85,25 @@ class EventCount {
 
  private:
   static constexpr int kWakeAll = 0x7fffffff;
+  static constexpr std::chrono::milliseconds kPollSlice{1};
 
   void notify(int count) noexcept {
-    // seq_cst fence: the caller's condition store must be ordered before our waiters_ read;
-    // pairs with the seq_cst increment in prepare_wait().
-    if (waiters_after_full_fence() == 0) return;
+    // The caller's condition store must be ordered before our waiters_ read; pairs with the
+    // increment + heavy fence in prepare_wait().
+    if (waiters_after_fence() == 0) return;
     // release: a waiter that sees the new epoch also sees the condition.
     epoch_.fetch_add(1, std::memory_order_release);
     wake_syscalls_.fetch_add(1, std::memory_order_relaxed);
     futex_wake(epoch_, count);
   }
 
-  std::uint32_t waiters_after_full_fence() noexcept {
+  std::uint32_t waiters_after_fence() noexcept {
 #if defined(__SANITIZE_THREAD__)
     // ThreadSanitizer does not model fences; a seq_cst read-modify-write is the same
     // handshake in a form it understands (and costs a cache-line write, so only here).
     return waiters_.fetch_add(0, std::memory_order_seq_cst);
 #else
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    light_fence();
     return waiters_.load(std::memory_order_relaxed);
 #endif
   }
