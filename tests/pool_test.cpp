@@ -212,6 +212,24 @@ TEST(Pool, CrashDeliversResultsItsWorkerAnsweredButHadNotSent) {
   pool.join();
 }
 
+// A quick task answered just before a slow one starts must not wait for the slow one: its
+// result, staged in the busy worker's outbox, is taken by the parent. The first task holds
+// the worker until the other two are queued, so the quick one's result is staged (not sent)
+// when the slow one starts.
+TEST(Pool, QuickResultDoesNotWaitForTheSlowTaskAfterIt) {
+  Pool pool(*g_runtime, 1);
+  auto gate = pool.apply_async(&nap, 200);
+  auto quick = pool.apply_async(&nap, 0);
+  auto slow = pool.apply_async(&nap, 20'000);
+  EXPECT_EQ(gate.get(10s), 200);
+  EXPECT_EQ(quick.get(10s), 0);
+  EXPECT_FALSE(slow.ready()) << "the slow task ended before the quick result arrived";
+  EXPECT_GE(pool.core().results_from_busy_workers(), 1u)
+      << "the results were sent, not taken from the busy worker: the test raced";
+  pool.terminate();
+  EXPECT_THROW(slow.get(10s), PoolTerminated);
+}
+
 // Fault injection: one worker crashes twenty times in a row, each crash right after a task
 // it answered. Each time exactly the crashing task fails: the count of answered tasks that
 // tells which task a dead worker was running stays exact across replacements.

@@ -20,6 +20,9 @@ using pool_wire::ResultRecord;
 // Buffers reused from message to message keep their capacity, up to this: one huge message
 // must not pin its size for the pool's lifetime.
 constexpr std::size_t kKeptBufferBytes = std::size_t{1} << 20;
+// How often a busy dispatcher looks for results lent by workers busy with a later task; an
+// idle one looks every time its wait for results times out (5 ms).
+constexpr std::chrono::milliseconds kLentCheck{2};
 
 void drop_if_huge(Bytes& buffer) {
   if (buffer.capacity() > kKeptBufferBytes) Bytes().swap(buffer);
@@ -160,6 +163,7 @@ void PoolCore::dispatch_loop() {
   ByteQueue& results = results_->bytes();
   std::vector<Bytes> messages(kResultBatch);  // each keeps its capacity from batch to batch
   std::vector<Ready> ready;
+  Deadline next_lent_check = Deadline::after(kLentCheck);
   while (!stop_dispatch_.load(std::memory_order_acquire)) {
     std::size_t taken = 0;  // results first, then a look at the workers, every round
     try {
@@ -175,7 +179,44 @@ void PoolCore::dispatch_loop() {
       deliver(ready);
       for (std::size_t i = 0; i < taken; ++i) drop_if_huge(messages[i]);
     }
+    // A worker busy with a slow task may hold quick results staged before it: take them
+    // when the queue went quiet, and at least every kLentCheck while it is busy.
+    if (taken == 0 || next_lent_check.expired()) {
+      take_lent_results(ready);
+      deliver(ready);
+      next_lent_check = Deadline::after(kLentCheck);
+    }
     check_workers();
+  }
+}
+
+void PoolCore::take_lent_results(std::vector<Ready>& ready) {
+  std::lock_guard lock(mutex_);
+  for (std::uint32_t index = 0; index < workers_.size(); ++index) {
+    if (!workers_[index].running) continue;
+    PoolOutbox& outbox = outboxes_[index];
+    // relaxed: a hint; the CAS below decides.
+    if (outbox.lending.load(std::memory_order_relaxed) != pool_wire::kLent) continue;
+    std::uint32_t state = pool_wire::kLent;
+    // acquire: the staged records and `answered` written before the worker lent them.
+    if (!outbox.lending.compare_exchange_strong(state, pool_wire::kTaking,
+                                                std::memory_order_acq_rel)) {
+      continue;  // the worker finished its task first and took them back
+    }
+    const std::uint64_t answered = outbox.answered.load(std::memory_order_acquire);
+    const std::uint64_t flushed = outbox.flushed.load(std::memory_order_acquire);
+    RecordReader staged(
+        std::span<const std::byte>(outbox.staged).subspan(pool_wire::kResultHeader));
+    ResultRecord record;
+    const std::size_t before = ready.size();
+    for (std::uint64_t i = flushed; i < answered && staged.next(record); ++i) {
+      take_result(record, ready);
+    }
+    results_from_busy_workers_.fetch_add(ready.size() - before, std::memory_order_relaxed);
+    outbox.flushed.store(answered, std::memory_order_relaxed);
+    // release: our reads of the staged bytes and the new `flushed` happen before the worker
+    // reuses the staging area.
+    outbox.lending.store(pool_wire::kTaken, std::memory_order_release);
   }
 }
 
@@ -267,6 +308,7 @@ void PoolCore::check_workers() {
     // Every claimed task is now accounted for; the replacement starts from there.
     outbox.answered.store(claimed, std::memory_order_relaxed);
     outbox.flushed.store(claimed, std::memory_order_relaxed);
+    outbox.lending.store(pool_wire::kWorkerOwns, std::memory_order_relaxed);
     worker.running = false;
     worker.process.reset();
     if (terminated_ || (closed_ && worker.outstanding.empty())) continue;

@@ -65,7 +65,7 @@ class RecordReader {
 // `answered` counts it: if the worker then dies, the parent delivers the staged records
 // itself, so batching results costs no task its answer.
 struct alignas(kCacheLineSize) PoolOutbox {
-  static constexpr std::uint32_t kVersion = 1;
+  static constexpr std::uint32_t kVersion = 2;
   // The staging area, a result message being built: its header, then records.
   static constexpr std::size_t kStagedBytes = 8192;
 
@@ -79,8 +79,17 @@ struct alignas(kCacheLineSize) PoolOutbox {
   // one ahead, while a long result sent on its own is being counted); the records of the
   // other answered - flushed are staged, in order, from staged + kResultHeader.
   std::atomic<std::uint64_t> flushed;
+  // Who may read the staged records (a Lending value). While the worker runs a task with
+  // results staged, it lends them: the parent's dispatcher may then take them and deliver
+  // them itself, so a quick task's result never waits for a slow task after it.
+  std::atomic<std::uint32_t> lending;
   std::byte staged[kStagedBytes];
 };
+
+// PoolOutbox::lending. kWorkerOwns -> kLent (worker, before a task) -> kWorkerOwns (worker,
+// after it: nobody took them) or kLent -> kTaking (parent) -> kTaken (parent: delivered,
+// `flushed` advanced, it will not read the staged bytes again) -> kWorkerOwns (worker).
+enum Lending : std::uint32_t { kWorkerOwns = 0, kLent = 1, kTaking = 2, kTaken = 3 };
 static_assert(std::is_standard_layout_v<PoolOutbox>, "read by the parent after the worker died");
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "shared between processes");
 

@@ -1,5 +1,7 @@
 // The pool worker's loop: tasks one at a time, results answered in batches through the
 // worker's outbox (pool_wire.h).
+#include <sched.h>
+
 #include <chrono>
 #include <exception>
 #include <string_view>
@@ -29,6 +31,33 @@ class ResultBatcher {
       : outbox_(outbox), results_(results), worker_(worker) {}
 
   bool empty() const noexcept { return count_ == 0; }
+
+  // Before running a task: the staged results may be delivered by the parent meanwhile.
+  void lend() noexcept {
+    if (count_ == 0) return;
+    // release: the staged bytes and `answered` are visible to a parent that takes them.
+    outbox_.lending.store(kLent, std::memory_order_release);
+    lent_ = true;
+  }
+
+  // After the task: the staged area is ours again; empty if the parent took the results.
+  void take_back() noexcept {
+    if (!lent_) return;
+    lent_ = false;
+    std::uint32_t state = kLent;
+    // acq_rel: on failure, acquire the parent's reads and its `flushed` before we reuse the
+    // staging area.
+    if (outbox_.lending.compare_exchange_strong(state, kWorkerOwns, std::memory_order_acq_rel)) {
+      return;
+    }
+    // The parent is taking them, or has: wait until it no longer reads the bytes. It does so
+    // under no lock we hold and in a few microseconds; polling politely covers a parent
+    // that is descheduled meanwhile.
+    while (outbox_.lending.load(std::memory_order_acquire) != kTaken) sched_yield();
+    outbox_.lending.store(kWorkerOwns, std::memory_order_relaxed);
+    count_ = 0;
+    used_ = kResultHeader;
+  }
 
   // Answers one task: its result is durable on return. `result` holds kPayloadAt bytes of
   // room and then the payload.
@@ -86,6 +115,7 @@ class ResultBatcher {
   const std::uint32_t worker_;
   std::uint32_t count_ = 0;
   std::size_t used_ = kResultHeader;
+  bool lent_ = false;
   std::chrono::steady_clock::time_point first_staged_{};
 };
 
@@ -145,6 +175,7 @@ int pool_worker_main(Queue<Bytes> tasks, Queue<Bytes> results, std::uint32_t wor
     std::memcpy(header, bytes.data(), sizeof(header));
     ArgReader in(bytes.subspan(kTaskHeader), context);
     out.buffer().resize(kPayloadAt);
+    batcher.lend();
     std::uint8_t kind = TaskOutcome::kSucceeded;
     try {
       reinterpret_cast<PoolTrampoline>(header[1])(header[2], in, out);
@@ -156,6 +187,7 @@ int pool_worker_main(Queue<Bytes> tasks, Queue<Bytes> results, std::uint32_t wor
       write_error(out.buffer(), "an exception not derived from std::exception");
     }
     task.release();
+    batcher.take_back();
     batcher.answer(header[0], kind, out.buffer());
     // One huge task or result must not pin its size for the worker's lifetime.
     if (out.buffer().capacity() > kKeptBufferBytes) Bytes().swap(out.buffer());

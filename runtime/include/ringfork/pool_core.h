@@ -100,6 +100,11 @@ class PoolCore {
   std::uint64_t results_from_dead_workers() const noexcept {
     return results_from_dead_workers_.load(std::memory_order_relaxed);
   }
+  // Results staged by a worker then busy with a later task, taken and delivered by the
+  // parent so that they do not wait for that task.
+  std::uint64_t results_from_busy_workers() const noexcept {
+    return results_from_busy_workers_.load(std::memory_order_relaxed);
+  }
   // Exceptions thrown by user callbacks: reported on stderr and counted, never lost.
   std::uint64_t callback_errors() const noexcept {
     return callback_errors_.load(std::memory_order_relaxed);
@@ -135,6 +140,8 @@ class PoolCore {
   // Ends the job a result record answers, if it is still live. Requires mutex_.
   void take_result(const pool_wire::ResultRecord& record, std::vector<Ready>& ready);
   void check_workers();
+  // Delivers the results staged in the outboxes of workers busy with a later task.
+  void take_lent_results(std::vector<Ready>& ready);
   // The live job `id` names, or nullptr (it already ended). Requires mutex_.
   Job* find_job(std::uint64_t id);
   // Moves out a job's completion and frees its slot. Requires mutex_.
@@ -166,6 +173,7 @@ class PoolCore {
   std::atomic<std::uint64_t> workers_started_{0};
   std::atomic<std::uint64_t> callback_errors_{0};
   std::atomic<std::uint64_t> results_from_dead_workers_{0};
+  std::atomic<std::uint64_t> results_from_busy_workers_{0};
   std::thread dispatcher_;
   struct CallbackQueue;
   std::unique_ptr<CallbackQueue> callbacks_;
