@@ -1,5 +1,6 @@
 // FlatStringMap: an open-addressing hash map from byte strings to values, for the lookups
-// a scan does once per record (a call's stats, a req_id's waiting partner).
+// a scan does once per record (a call's stats, a req_id's waiting partner). Keys are hashed
+// with hash_bytes(), keyed per process, since they come from untrusted logs.
 //
 // std::unordered_map<std::string, V> costs a node and, past 15 bytes, a string allocation
 // per insert, and a pointer chase per lookup. Here keys are copied into one arena string
@@ -12,8 +13,13 @@
 // or erase. Throws only std::bad_alloc.
 #pragma once
 
+#include <sys/random.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <bit>
+#include <cerrno>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -24,10 +30,36 @@
 
 namespace logscan {
 
-// A 64-bit hash of `bytes`, 8 bytes a step; never 0 (FlatStringMap's mark of an empty
-// slot). Not keyed: the inputs are logs, not an adversary choosing collisions.
-inline std::uint64_t hash_bytes(std::string_view bytes) noexcept {
-  constexpr std::uint64_t kMul = 0x9E3779B97F4A7C15;
+// The secret of hash_bytes(): 128 bits, as SipHash takes.
+struct HashKey {
+  std::uint64_t k0 = 0;
+  std::uint64_t k1 = 0;
+};
+
+// SipHash with `C` compression and `D` finalisation rounds (Aumasson and Bernstein), 8 bytes
+// a step. hash_bytes() uses SipHash-1-3 (Rust's HashMap default); 2-4 is the paper's
+// reference variant, for its test vector.
+template <int C, int D>
+std::uint64_t siphash(std::string_view bytes, const HashKey& key) noexcept {
+  std::uint64_t v0 = key.k0 ^ 0x736f6d6570736575, v1 = key.k1 ^ 0x646f72616e646f6d;
+  std::uint64_t v2 = key.k0 ^ 0x6c7967656e657261, v3 = key.k1 ^ 0x7465646279746573;
+  const auto round = [&] {
+    v0 += v1;
+    v1 = std::rotl(v1, 13) ^ v0;
+    v0 = std::rotl(v0, 32);
+    v2 += v3;
+    v3 = std::rotl(v3, 16) ^ v2;
+    v0 += v3;
+    v3 = std::rotl(v3, 21) ^ v0;
+    v2 += v1;
+    v1 = std::rotl(v1, 17) ^ v2;
+    v2 = std::rotl(v2, 32);
+  };
+  const auto compress = [&](std::uint64_t m) {
+    v3 ^= m;
+    for (int i = 0; i < C; ++i) round();
+    v0 ^= m;
+  };
   const auto load = [](const char* p, auto width) {
     decltype(width) word;
     std::memcpy(&word, p, sizeof word);
@@ -35,25 +67,60 @@ inline std::uint64_t hash_bytes(std::string_view bytes) noexcept {
   };
   const char* p = bytes.data();
   const std::size_t size = bytes.size();
-  std::uint64_t h = size * kMul;
   std::size_t n = size;
-  for (; n > 8; p += 8, n -= 8) h = std::rotl((h ^ load(p, std::uint64_t{})) * kMul, 31);
-  // The last 1..8 bytes in fixed-size loads (overlapping what came before when the key is
-  // long enough): a memcpy of a variable length would be a library call.
+  for (; n >= 8; p += 8, n -= 8) compress(load(p, std::uint64_t{}));
+  // The last 0..7 bytes as a little-endian word, in fixed-size loads (overlapping each other
+  // where n is not 4 or 1..3 apart): a memcpy of a variable length would be a library call.
   std::uint64_t tail = 0;
-  if (size >= 8) {
-    tail = load(bytes.data() + size - 8, std::uint64_t{});
-  } else if (n >= 4) {
-    tail = load(p, std::uint32_t{}) | load(p + n - 4, std::uint32_t{}) << 32;
+  if (n >= 4) {
+    tail = load(p, std::uint32_t{}) | load(p + n - 4, std::uint32_t{}) << (8 * (n - 4));
   } else if (n > 0) {
-    tail = static_cast<unsigned char>(p[0]) | static_cast<unsigned char>(p[n / 2]) << 8 |
-           static_cast<unsigned char>(p[n - 1]) << 16;
+    tail = std::uint64_t{static_cast<unsigned char>(p[0])} |
+           std::uint64_t{static_cast<unsigned char>(p[n / 2])} << (8 * (n / 2)) |
+           std::uint64_t{static_cast<unsigned char>(p[n - 1])} << (8 * (n - 1));
   }
-  h = std::rotl((h ^ tail) * kMul, 31);
-  // murmur3's finaliser: every input bit reaches the low bits the table indexes by.
-  h ^= h >> 33;
-  h *= 0xFF51AFD7ED558CCD;
-  h ^= h >> 33;
+  compress(tail | std::uint64_t{size} << 56);
+  v2 ^= 0xff;
+  for (int i = 0; i < D; ++i) round();
+  return v0 ^ v1 ^ v2 ^ v3;
+}
+
+// This process's key, drawn from getrandom(2) on first use. Hashes never leave the process
+// (decode() hashes keys again), so each process may have its own.
+inline const HashKey& process_hash_key() noexcept {
+  static const HashKey key = [] {
+    HashKey k;
+    std::byte* out = reinterpret_cast<std::byte*>(&k);
+    std::size_t got = 0;
+    while (got < sizeof k) {
+      const ssize_t n = ::getrandom(out + got, sizeof k - got, 0);
+      if (n > 0) {
+        got += static_cast<std::size_t>(n);
+      } else if (errno != EINTR) {
+        break;
+      }
+    }
+    if (got < sizeof k) {
+      // No getrandom (a seccomp filter, an old kernel): clock, pid and addresses, which an
+      // attacker without access to the machine cannot predict either.
+      const auto now =
+          static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+      k.k0 ^= now ^ reinterpret_cast<std::uintptr_t>(&k);
+      k.k1 ^= static_cast<std::uint64_t>(::getpid()) << 32 ^
+              reinterpret_cast<std::uintptr_t>(&process_hash_key);
+    }
+    return k;
+  }();
+  return key;
+}
+
+// A 64-bit hash of `bytes`; never 0 (FlatStringMap's mark of an empty slot). Keyed with a
+// secret drawn per process: req_ids and call names come from the logs, and an unkeyed hash
+// would let a crafted log send every req_id to one probe run (quadratic scanning). SipHash
+// gives no way to find collisions without the key.
+inline std::uint64_t hash_bytes(std::string_view bytes,
+                                const HashKey& key = process_hash_key()) noexcept {
+  const std::uint64_t h = siphash<1, 3>(bytes, key);
   return h ? h : 1;
 }
 
@@ -85,6 +152,11 @@ class FlatStringMap {
     arena_.append(key);
     ++size_;
     return {s.value, i, true};
+  }
+
+  // Makes room for `entries` in all without a rehash (e.g. before inserting many).
+  void reserve(std::size_t entries) {
+    if (2 * entries > slots_.size()) rehash(std::max<std::size_t>(16, std::bit_ceil(2 * entries)));
   }
 
   // Removes the entry at `slot` (from find_or_insert, with no insert or erase since).

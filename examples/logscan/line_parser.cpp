@@ -96,34 +96,50 @@ const char* skip_spaces(const char* p, const char* end) {
   return p;
 }
 
+// `token` equals `name`: a compare of known size, which the compiler does in a load or two
+// rather than a call to memcmp.
+template <std::size_t N>
+bool equals(std::string_view token, const char (&name)[N]) {
+  return token.size() == N - 1 && std::memcmp(token.data(), name, N - 1) == 0;
+}
+
 bool parse_level(std::string_view token, Level& level) {
   // The first byte tells the names apart; one compare confirms.
-  std::size_t i;
+  bool match;
+  Level candidate;
   switch (token.empty() ? '\0' : token[0]) {
     case 'T':
-      i = 0;
+      match = equals(token, "TRACE");
+      candidate = Level::kTrace;
       break;
     case 'D':
-      i = 1;
+      match = equals(token, "DEBUG");
+      candidate = Level::kDebug;
       break;
     case 'I':
-      i = 2;
+      match = equals(token, "INFO");
+      candidate = Level::kInfo;
       break;
     case 'W':
-      i = 3;
+      match = equals(token, "WARN");
+      candidate = Level::kWarn;
       break;
     case 'E':
-      i = 4;
+      match = equals(token, "ERROR");
+      candidate = Level::kError;
       break;
     case 'F':
-      i = 5;
+      match = equals(token, "FATAL");
+      candidate = Level::kFatal;
       break;
     default:
       return false;
   }
-  if (token != kLevelNames[i]) return false;
-  level = static_cast<Level>(i);
-  return true;
+  static_assert(kLevelNames[static_cast<std::size_t>(Level::kFatal)] == "FATAL" &&
+                    kLevelNames[static_cast<std::size_t>(Level::kTrace)] == "TRACE",
+                "parse_level's names follow kLevelNames");
+  if (match) level = candidate;
+  return match;
 }
 
 constexpr bool is_key_byte(char c) { return (c >= 'a' && c <= 'z') || c == '_'; }
@@ -153,16 +169,41 @@ constexpr KnownKey kKnownKeys[] = {{"req_id", Key::kReqId}, {"call", Key::kCall}
 static_assert(std::string_view("payload=").size() <= sizeof(std::uint64_t),
               "every known key and its '=' fit the word read_key compares");
 
+constexpr const KnownKey& known_key(Key key) {
+  for (const KnownKey& known : kKnownKeys) {
+    if (known.key == key) return known;
+  }
+  return kKnownKeys[0];  // unreachable: every Key but kOther is listed
+}
+
 // The token at `pos` as key=value: returns its '=' and sets `key`, or nullptr when the
 // token is not [a-z_]+ '=' ...
 const char* read_key(const char* pos, const char* end, Key& key) {
   if (end - pos >= 8) {
-    const std::uint64_t word = load_word(pos);
-    for (const KnownKey& known : kKnownKeys) {
-      if ((word & known.mask) == known.prefix) {
-        key = known.key;
-        return pos + known.name.size();
-      }
+    // The first byte (and for 'd' the second) names the one known key this may be.
+    const KnownKey* known = nullptr;
+    switch (pos[0]) {
+      case 'r':
+        known = &known_key(Key::kReqId);
+        break;
+      case 'c':
+        known = &known_key(Key::kCall);
+        break;
+      case 'd':
+        known = &known_key(pos[1] == 'i' ? Key::kDir : Key::kDurMs);
+        break;
+      case 's':
+        known = &known_key(Key::kStatus);
+        break;
+      case 'p':
+        known = &known_key(Key::kPayload);
+        break;
+      default:
+        break;
+    }
+    if (known != nullptr && (load_word(pos) & known->mask) == known->prefix) {
+      key = known->key;
+      return pos + known->name.size();
     }
   }
   const char* eq = pos;
@@ -297,9 +338,9 @@ Record parse_line(std::string_view line) noexcept {
   r.call = call;
   r.status = parse_decimal(status, 999);
   r.dur_ms = parse_decimal(dur, 86'400'000);
-  r.dir = dir == "request"    ? Direction::kRequest
-          : dir == "response" ? Direction::kResponse
-                              : Direction::kNone;
+  r.dir = equals(dir, "request")    ? Direction::kRequest
+          : equals(dir, "response") ? Direction::kResponse
+                                    : Direction::kNone;
   r.kind = !call.empty() && r.dir != Direction::kNone ? LineKind::kCall : LineKind::kPlain;
   return r;
 }

@@ -174,7 +174,7 @@ class Pipeline {
           "a worker failed while scanning " + where(oldest.chunk) + ": " + error.what(),
           kExitWorkerDied);
     }
-    report_.merge(PartialReport::decode(encoded));
+    report_.merge_encoded(encoded);
     done_bytes_ += oldest.chunk.length;
     progress_.update(done_bytes_);
   }

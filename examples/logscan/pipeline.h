@@ -29,10 +29,14 @@ enum ExitStatus : int {
 };
 
 struct PipelineOptions {
-  unsigned jobs = 1;                               // worker processes
-  std::size_t chunk_bytes = std::size_t{8} << 20;  // read buffer size, 256 B .. 64 MiB
-  bool keep_going = false;                         // skip unreadable paths instead of failing
-  bool progress = false;                           // a progress line on stderr
+  unsigned jobs = 1;  // worker processes
+  // Read buffer size, 256 B .. 64 MiB. 2 MiB, not more: the reading process copies each
+  // buffer from the page cache, and a smaller destination stays in its CPU cache and needs
+  // fewer freshly faulted pages (measured: about a fifth less CPU in the reading process
+  // than with 8 MiB, for the same report; merging partials costs little per chunk).
+  std::size_t chunk_bytes = std::size_t{2} << 20;
+  bool keep_going = false;  // skip unreadable paths instead of failing
+  bool progress = false;    // a progress line on stderr
 };
 
 // A run that cannot produce a complete report; what() names the cause and the input.

@@ -85,14 +85,41 @@ std::string utf8_with_replacement(std::string_view bytes) {
   return out;
 }
 
+namespace {
+
+// A call name's first and last 8 bytes (zero-padded when shorter) and its size: what the
+// linear search of call_id() compares. They are the whole name up to 16 bytes.
+PartialReport::CallTag call_tag(std::string_view name) {
+  PartialReport::CallTag tag;
+  tag.size = name.size();
+  if (name.size() >= sizeof tag.head) {
+    std::memcpy(&tag.head, name.data(), sizeof tag.head);
+    std::memcpy(&tag.tail, name.data() + name.size() - sizeof tag.tail, sizeof tag.tail);
+  } else {
+    std::memcpy(&tag.head, name.data(), name.size());
+  }
+  return tag;
+}
+
+}  // namespace
+
 PartialReport::CallId PartialReport::call_id(std::string_view call) {
-  if (last_call_ < calls_.size() && calls_[last_call_].name == call) return last_call_;
+  const CallTag wanted = call_tag(call);
+  if (call_tags_.size() <= kLinearCalls) {
+    for (CallId id = 0; id < call_tags_.size(); ++id) {
+      const CallTag& tag = call_tags_[id];
+      if (tag.head == wanted.head && tag.tail == wanted.tail && tag.size == wanted.size &&
+          (wanted.size <= 2 * sizeof tag.head || calls_[id].name == call)) {
+        return id;
+      }
+    }
+  }
   const auto found = call_ids_.find_or_insert(call, hash_bytes(call));
   if (found.inserted) {
     found.value = static_cast<CallId>(calls_.size());
     calls_.push_back({std::string(call), {}});
+    call_tags_.push_back(wanted);
   }
-  last_call_ = found.value;
   return found.value;
 }
 
@@ -137,8 +164,6 @@ void PartialReport::add_call(const Record& record, const PayloadVerdict& payload
   const bool has_dur = response && record.dur_ms != kMissing;
   if (has_dur) stats.latency.add(record.dur_ms);
   if (record.req_id.empty()) return;  // never pairs
-  key_scratch_.assign(reinterpret_cast<const char*>(&id), sizeof id);
-  key_scratch_.append(record.req_id);
   Waiting w;
   if (response) {
     w.has_response = true;
@@ -148,7 +173,23 @@ void PartialReport::add_call(const Record& record, const PayloadVerdict& payload
     w.has_request = true;
     w.request_ts = record.timestamp_ms;
   }
-  wait(key_scratch_, w);
+  wait(id, record.req_id, w);
+}
+
+void PartialReport::wait(CallId call, std::string_view req_id, const Waiting& record) {
+  // The key is the call id's bytes, then the req_id: built on the stack when it fits (nearly
+  // always), since a std::string costs a capacity check and a call per append.
+  constexpr std::size_t kShortKey = 64;
+  if (req_id.size() <= kShortKey - sizeof call) {
+    char key[kShortKey];
+    std::memcpy(key, &call, sizeof call);
+    std::memcpy(key + sizeof call, req_id.data(), req_id.size());
+    wait(std::string_view(key, sizeof call + req_id.size()), record);
+    return;
+  }
+  key_scratch_.assign(reinterpret_cast<const char*>(&call), sizeof call);
+  key_scratch_.append(req_id);
+  wait(key_scratch_, record);
 }
 
 void PartialReport::wait(std::string_view key, const Waiting& record) {
@@ -203,16 +244,14 @@ void PartialReport::merge(PartialReport&& other) {
   if (other.waiting_.size() > waiting_.size()) {
     std::swap(calls_, other.calls_);
     std::swap(call_ids_, other.call_ids_);
+    std::swap(call_tags_, other.call_tags_);
     std::swap(waiting_, other.waiting_);
-    last_call_ = 0;
   }
   const std::vector<CallId> ids = merge_calls(std::move(other.calls_));
   other.waiting_.for_each([&](std::string_view key, const Waiting& w) {
     CallId call;
     std::memcpy(&call, key.data(), sizeof call);
-    key_scratch_.assign(reinterpret_cast<const char*>(&ids[call]), sizeof ids[call]);
-    key_scratch_.append(key.substr(sizeof call));
-    wait(key_scratch_, w);
+    wait(ids[call], key.substr(sizeof call), w);
   });
   other = PartialReport{};
 }
@@ -284,10 +323,38 @@ constexpr std::uint8_t kHasRequest = 1;
 constexpr std::uint8_t kHasResponse = 2;
 constexpr std::uint8_t kResponseHasLatency = 4;
 
+// A waiting record's flags byte, checked: a waiting record is exactly one half of a pair.
+std::uint8_t get_waiting_flags(Reader& r) {
+  const auto flags = r.get<std::uint8_t>();
+  if ((flags & ~(kHasRequest | kHasResponse | kResponseHasLatency)) != 0 ||
+      ((flags & kHasRequest) != 0) == ((flags & kHasResponse) != 0)) {
+    throw std::invalid_argument("PartialReport::decode: bad waiting record");
+  }
+  return flags;
+}
+
 }  // namespace
+
+PartialReport::Waiting PartialReport::read_waiting(std::string_view& in) {
+  Reader r{in};
+  Waiting w;
+  w.request_ts = r.get<std::int64_t>();
+  w.response_ts = r.get<std::int64_t>();
+  const std::uint8_t flags = get_waiting_flags(r);
+  w.has_request = (flags & kHasRequest) != 0;
+  w.has_response = (flags & kHasResponse) != 0;
+  w.response_has_latency = (flags & kResponseHasLatency) != 0;
+  in = r.in;
+  return w;
+}
 
 std::string PartialReport::encode() const {
   std::string out;
+  // Roughly the final size (a call's latency values and the waiting keys vary), so that the
+  // string seldom grows by copying itself.
+  constexpr std::size_t kTypicalKey = 24;
+  out.reserve(256 + calls_.size() * (sizeof(CallCounts) + 64 * 16) +
+              waiting_.size() * (sizeof(std::uint64_t) + kTypicalKey + 17));
   put(out, kEncodingVersion);
   for (std::uint64_t v : {files, bytes, lines, blank, malformed}) put(out, v);
   put(out, levels);
@@ -331,8 +398,49 @@ PartialReport PartialReport::decode(std::string_view bytes) {
     if (!found.inserted) throw std::invalid_argument("PartialReport::decode: repeated call");
     found.value = static_cast<CallId>(p.calls_.size());
     p.calls_.push_back({std::string(name), {}});
+    p.call_tags_.push_back(call_tag(name));
     CallStats& stats = p.calls_.back().stats;
     stats.counts = r.get<CallCounts>();
+    for (auto m = r.get<std::uint64_t>(); m > 0; --m) {
+      const auto value = r.get<std::int64_t>();
+      stats.latency.add(value, r.get<std::uint64_t>());
+    }
+  }
+  const auto waiting = r.get<std::uint64_t>();
+  // Each waiting record takes at least its key's length field: a count beyond what the
+  // bytes can hold is not trusted with a reservation.
+  p.waiting_.reserve(std::min<std::uint64_t>(waiting, r.in.size() / sizeof(std::uint64_t)));
+  for (auto n = waiting; n > 0; --n) {
+    const std::string_view key = r.bytes();
+    CallId call;
+    if (key.size() < sizeof call) throw std::invalid_argument("PartialReport::decode: bad key");
+    std::memcpy(&call, key.data(), sizeof call);
+    if (call >= p.calls_.size()) throw std::invalid_argument("PartialReport::decode: bad call id");
+    const Waiting w = read_waiting(r.in);
+    const auto found = p.waiting_.find_or_insert(key, hash_bytes(key));
+    if (!found.inserted) throw std::invalid_argument("PartialReport::decode: repeated key");
+    found.value = w;
+  }
+  if (!r.in.empty()) throw std::invalid_argument("PartialReport::decode: trailing bytes");
+  return p;
+}
+
+void PartialReport::merge_encoded(std::string_view encoded) {
+  Reader r{encoded};
+  if (r.get<std::uint32_t>() != kEncodingVersion) {
+    throw std::invalid_argument("PartialReport::decode: not a PartialReport of this version");
+  }
+  for (std::uint64_t* v : {&files, &bytes, &lines, &blank, &malformed}) {
+    *v += r.get<std::uint64_t>();
+  }
+  const auto other_levels = r.get<decltype(levels)>();
+  for (std::size_t i = 0; i < kLevelCount; ++i) levels[i] += other_levels[i];
+  std::vector<CallId> ids;  // the encoded report's call ids -> this report's
+  for (auto n = r.get<std::uint64_t>(); n > 0; --n) {
+    const CallId id = call_id(r.bytes());
+    ids.push_back(id);
+    CallStats& stats = calls_[id].stats;
+    stats.counts.add(r.get<CallCounts>());
     for (auto m = r.get<std::uint64_t>(); m > 0; --m) {
       const auto value = r.get<std::int64_t>();
       stats.latency.add(value, r.get<std::uint64_t>());
@@ -343,25 +451,10 @@ PartialReport PartialReport::decode(std::string_view bytes) {
     CallId call;
     if (key.size() < sizeof call) throw std::invalid_argument("PartialReport::decode: bad key");
     std::memcpy(&call, key.data(), sizeof call);
-    if (call >= p.calls_.size()) throw std::invalid_argument("PartialReport::decode: bad call id");
-    Waiting w;
-    w.request_ts = r.get<std::int64_t>();
-    w.response_ts = r.get<std::int64_t>();
-    const auto flags = r.get<std::uint8_t>();
-    // A waiting record is exactly one half of a pair.
-    if ((flags & ~(kHasRequest | kHasResponse | kResponseHasLatency)) != 0 ||
-        ((flags & kHasRequest) != 0) == ((flags & kHasResponse) != 0)) {
-      throw std::invalid_argument("PartialReport::decode: bad waiting record");
-    }
-    w.has_request = (flags & kHasRequest) != 0;
-    w.has_response = (flags & kHasResponse) != 0;
-    w.response_has_latency = (flags & kResponseHasLatency) != 0;
-    const auto found = p.waiting_.find_or_insert(key, hash_bytes(key));
-    if (!found.inserted) throw std::invalid_argument("PartialReport::decode: repeated key");
-    found.value = w;
+    if (call >= ids.size()) throw std::invalid_argument("PartialReport::decode: bad call id");
+    wait(ids[call], key.substr(sizeof call), read_waiting(r.in));
   }
   if (!r.in.empty()) throw std::invalid_argument("PartialReport::decode: trailing bytes");
-  return p;
 }
 
 }  // namespace logscan

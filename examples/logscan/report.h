@@ -98,10 +98,23 @@ class PartialReport {
 
   std::size_t waiting() const { return waiting_.size(); }
 
+  // A call name's first and last 8 bytes and its size, compared by call_id().
+  struct CallTag {
+    std::uint64_t head = 0;  // the name's first 8 bytes, zero-padded
+    std::uint64_t tail = 0;  // its last 8 bytes, or 0 when shorter than 8
+    std::size_t size = 0;
+  };
+
   // A byte string for another process, and back; decode throws std::invalid_argument
   // for bytes encode() did not produce.
   std::string encode() const;
   static PartialReport decode(std::string_view bytes);
+
+  // merge(decode(encoded)) without building the decoded report's maps, which the merge would
+  // only walk again: what the pipeline does with every chunk's partial. Throws
+  // std::invalid_argument for bytes encode() did not produce (a repeated call or key is not
+  // detected, unlike decode()); this report is then partly merged.
+  void merge_encoded(std::string_view encoded);
 
  private:
   // A record with a req_id whose partner has not been seen: the key is the call's id (4
@@ -119,17 +132,22 @@ class PartialReport {
   };
   using CallId = std::uint32_t;
 
-  // The id of `call`, added with zero counts if new. Remembers the last answer: a call's
-  // records often come in runs.
+  // The id of `call`, added with zero counts if new. While there are at most kLinearCalls
+  // calls (the usual case), a linear search over call_tags_ finds it without hashing the
+  // name, and call_ids_ takes over beyond.
   CallId call_id(std::string_view call);
-  void wait(std::string_view key, const Waiting& record);
+  void wait(CallId call, std::string_view req_id, const Waiting& record);
+  void wait(std::string_view key, const Waiting& record);  // key: call id bytes, req_id
   void pair(CallId call, const Waiting& both);
+  // Reads one encoded waiting record (after its key) from the front of `in`.
+  static Waiting read_waiting(std::string_view& in);
   // Moves `other`'s calls in; the result maps other's ids to this report's.
   std::vector<CallId> merge_calls(std::vector<Call>&& other);
 
   std::vector<Call> calls_;
+  static constexpr std::size_t kLinearCalls = 16;
   FlatStringMap<CallId> call_ids_;
-  CallId last_call_ = 0;  // calls_[last_call_] answered the last call_id(), if any
+  std::vector<CallTag> call_tags_;  // calls_[id]'s tag at [id]
   FlatStringMap<Waiting> waiting_;
   std::string key_scratch_;
 };

@@ -84,6 +84,19 @@ TEST(PartialReport, EncodeDecodeRoundTrips) {
   EXPECT_EQ(total.finish().to_json(), whole_report());
 }
 
+TEST(PartialReport, MergeEncodedEqualsMergeOfDecoded) {
+  for (const bool reverse : {false, true}) {
+    std::vector<PartialReport> parts = partial_per_line();
+    PartialReport total;
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+      total.merge_encoded(parts[reverse ? parts.size() - 1 - i : i].encode());
+    }
+    EXPECT_EQ(total.finish().to_json(), whole_report()) << (reverse ? "reverse order" : "in order");
+  }
+  PartialReport total;
+  EXPECT_THROW(total.merge_encoded("garbage"), std::invalid_argument);
+}
+
 TEST(PartialReport, DecodeRejectsForeignBytes) {
   EXPECT_THROW(PartialReport::decode("garbage"), std::invalid_argument);
   PartialReport p;
