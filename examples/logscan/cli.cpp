@@ -22,7 +22,7 @@ void usage(std::FILE* out) {
       "  --format json|table  the contract's JSON report (default) or a table for people\n"
       "  --partial OUT        write a partial report to OUT instead (for logscan merge)\n"
       "  --keep-going         report unreadable paths, scan the rest, exit 2 at the end\n"
-      "  --chunk-bytes N      read buffer size, 256 to 67108864 (default 2097152)\n"
+      "  --chunk-bytes N      read buffer size, 256 to 67108864 (default 4194304)\n"
       "  --no-progress        no progress line (there is none unless stderr is a terminal)\n"
       "  --mpi                each MPI rank scans the PATHs on its own host; rank 0 prints\n"
       "  --mpi-split          the ranks split one list of PATHs (a shared filesystem)\n"

@@ -28,9 +28,8 @@ void drop_if_huge(Bytes& buffer) {
   if (buffer.capacity() > kKeptBufferBytes) Bytes().swap(buffer);
 }
 
-Bytes text_bytes(const std::string& text) {
-  const auto* begin = reinterpret_cast<const std::byte*>(text.data());
-  return Bytes(begin, begin + text.size());
+SmallBytes text_bytes(const std::string& text) {
+  return SmallBytes(std::as_bytes(std::span(text.data(), text.size())));
 }
 
 TaskOutcome crashed_outcome(const std::string& what, int exit_code) {
@@ -247,7 +246,7 @@ void PoolCore::take_result(const ResultRecord& record, std::vector<Ready>& ready
   const auto kind =
       record.kind == TaskOutcome::kSucceeded ? TaskOutcome::kSucceeded : TaskOutcome::kRaised;
   ready.push_back(Ready{end_job(*job, record.id),
-                        TaskOutcome{kind, Bytes(record.payload.begin(), record.payload.end()), 0}});
+                        TaskOutcome{kind, SmallBytes(record.payload), 0}});
 }
 
 void PoolCore::check_workers() {

@@ -19,6 +19,7 @@
 #include "ringfork/pool_task.h"
 #include "ringfork/process.h"
 #include "ringfork/queue.h"
+#include "ringfork/small_bytes.h"
 
 namespace ringfork {
 
@@ -40,8 +41,8 @@ struct PoolOptions {
 struct TaskOutcome {
   enum Kind { kSucceeded, kRaised, kCrashed, kTerminated };
   Kind kind;
-  std::vector<std::byte> payload;  // the encoded result, or the error message
-  int exit_code = 0;               // kCrashed: the worker's exit status or -signal
+  SmallBytes payload;  // the encoded result, or the error message
+  int exit_code = 0;   // kCrashed: the worker's exit status or -signal
 };
 
 // What runs when a task ends: a plain function and the shared state it works on. Unlike
