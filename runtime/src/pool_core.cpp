@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <limits>
 #include <cstdio>
 #include <cstring>
 #include <new>
@@ -61,6 +62,8 @@ PoolCore::PoolCore(Runtime& runtime, int processes, PoolOptions options)
   for (int i = 0; i < processes; ++i) {
     auto* outbox = new (&outboxes_[i]) PoolOutbox{};
     outbox->version = PoolOutbox::kVersion;
+    outbox->batching_us = static_cast<std::uint32_t>(std::clamp<std::int64_t>(
+        options_.result_batching.count(), 0, std::numeric_limits<std::uint32_t>::max()));
   }
   workers_.resize(static_cast<std::size_t>(processes));
   {

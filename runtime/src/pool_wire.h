@@ -70,7 +70,8 @@ struct alignas(kCacheLineSize) PoolOutbox {
   static constexpr std::size_t kStagedBytes = 8192;
 
   std::uint32_t version;
-  std::uint32_t reserved;
+  // PoolOptions::result_batching in microseconds, set by the parent before any worker runs.
+  std::uint32_t batching_us;
   // Tasks of the slot's task queue whose results are durable (put on the result queue, or
   // staged below). The queue's claimed count minus this is the task a dead worker was
   // running, taken and never answered (0 or 1 of them).

@@ -13,10 +13,10 @@
 namespace ringfork::pool_wire {
 namespace {
 
-// Results answered and not yet sent wait at most this long, and at most this many of them,
-// while the worker finds more tasks ready; it sends at once when it finds none.
+// Results answered and not yet sent wait at most this many of them, and at most
+// PoolOptions::result_batching, while the worker finds more tasks ready; it sends at once
+// when it finds none.
 constexpr std::size_t kMostStaged = 64;
-constexpr std::chrono::microseconds kMostStagedAge{50};
 
 // Where a task's result is written: space for a message header and a record header, then
 // the payload. A result too long for the outbox goes to the result queue from here as is.
@@ -28,7 +28,10 @@ constexpr std::size_t kKeptBufferBytes = std::size_t{1} << 20;
 class ResultBatcher {
  public:
   ResultBatcher(PoolOutbox& outbox, ByteQueue& results, std::uint32_t worker) noexcept
-      : outbox_(outbox), results_(results), worker_(worker) {}
+      : outbox_(outbox),
+        results_(results),
+        worker_(worker),
+        most_staged_age_(std::chrono::microseconds(outbox.batching_us)) {}
 
   bool empty() const noexcept { return count_ == 0; }
 
@@ -87,7 +90,7 @@ class ResultBatcher {
     ++count_;
     // release: the record's bytes are written before the count that says it exists.
     outbox_.answered.fetch_add(1, std::memory_order_release);
-    if (count_ >= kMostStaged || now - first_staged_ >= kMostStagedAge) send();
+    if (count_ >= kMostStaged || now - first_staged_ >= most_staged_age_) send();
   }
 
   // Puts the staged results on the result queue as one message.
@@ -113,6 +116,7 @@ class ResultBatcher {
   PoolOutbox& outbox_;
   ByteQueue& results_;
   const std::uint32_t worker_;
+  const std::chrono::microseconds most_staged_age_;
   std::uint32_t count_ = 0;
   std::size_t used_ = kResultHeader;
   bool lent_ = false;
