@@ -192,6 +192,21 @@ void PoolCore::dispatch_loop() {
   }
 }
 
+std::uint64_t PoolCore::take_staged_results(PoolOutbox& outbox, std::vector<Ready>& ready,
+                                            std::atomic<std::uint64_t>& taken_count) {
+  // acquire: the staged records were written before the counts that cover them.
+  const std::uint64_t answered = outbox.answered.load(std::memory_order_acquire);
+  const std::uint64_t flushed = outbox.flushed.load(std::memory_order_acquire);
+  RecordReader staged(std::span<const std::byte>(outbox.staged).subspan(pool_wire::kResultHeader));
+  ResultRecord record;
+  const std::size_t before = ready.size();
+  for (std::uint64_t i = flushed; i < answered && staged.next(record); ++i) {
+    take_result(record, ready);
+  }
+  taken_count.fetch_add(ready.size() - before, std::memory_order_relaxed);
+  return answered;
+}
+
 void PoolCore::take_lent_results(std::vector<Ready>& ready) {
   std::lock_guard lock(mutex_);
   for (std::uint32_t index = 0; index < workers_.size(); ++index) {
@@ -205,16 +220,7 @@ void PoolCore::take_lent_results(std::vector<Ready>& ready) {
                                                 std::memory_order_acq_rel)) {
       continue;  // the worker finished its task first and took them back
     }
-    const std::uint64_t answered = outbox.answered.load(std::memory_order_acquire);
-    const std::uint64_t flushed = outbox.flushed.load(std::memory_order_acquire);
-    RecordReader staged(
-        std::span<const std::byte>(outbox.staged).subspan(pool_wire::kResultHeader));
-    ResultRecord record;
-    const std::size_t before = ready.size();
-    for (std::uint64_t i = flushed; i < answered && staged.next(record); ++i) {
-      take_result(record, ready);
-    }
-    results_from_busy_workers_.fetch_add(ready.size() - before, std::memory_order_relaxed);
+    const std::uint64_t answered = take_staged_results(outbox, ready, results_from_busy_workers_);
     outbox.flushed.store(answered, std::memory_order_relaxed);
     // release: our reads of the staged bytes and the new `flushed` happen before the worker
     // reuses the staging area.
@@ -279,16 +285,7 @@ void PoolCore::check_workers() {
     // are delivered from there (any of them it did send, and that were already delivered,
     // are skipped by id).
     const std::uint64_t claimed = worker.tasks->counters().gets;
-    const std::uint64_t answered = outbox.answered.load(std::memory_order_acquire);
-    const std::uint64_t flushed = outbox.flushed.load(std::memory_order_acquire);
-    RecordReader staged(
-        std::span<const std::byte>(outbox.staged).subspan(pool_wire::kResultHeader));
-    ResultRecord record;
-    const std::size_t before = ended.size();
-    for (std::uint64_t i = flushed; i < answered && staged.next(record); ++i) {
-      take_result(record, ended);
-    }
-    results_from_dead_workers_.fetch_add(ended.size() - before, std::memory_order_relaxed);
+    const std::uint64_t answered = take_staged_results(outbox, ended, results_from_dead_workers_);
     // Tasks claimed from its queue and never answered: workers take one at a time, so this
     // is the task it was running. (Answered ones may still sit in the result queue behind
     // other workers' messages: they are matched by id whenever they arrive.)

@@ -146,6 +146,11 @@ class PoolCore {
   // Ends the job a result record answers, if it is still live. Requires mutex_.
   void take_result(const pool_wire::ResultRecord& record, std::vector<Ready>& ready);
   void check_workers();
+  // Takes the results `outbox` holds staged (answered, not sent), counting them in
+  // `taken_count`; returns the worker's answered count. Caller holds mutex_, and the worker
+  // is dead or has lent them.
+  std::uint64_t take_staged_results(pool_wire::PoolOutbox& outbox, std::vector<Ready>& ready,
+                                    std::atomic<std::uint64_t>& taken_count);
   // Delivers the results staged in the outboxes of workers busy with a later task.
   void take_lent_results(std::vector<Ready>& ready);
   // The live job `id` names, or nullptr (it already ended). Requires mutex_.
