@@ -82,6 +82,34 @@ TEST(Queue, RoundTripsEveryKindOfValue) {
   EXPECT_TRUE(bytes.empty());
 }
 
+// Short messages are copied from the ring slot straight into a vector that has the room, and
+// through a copy of the descriptor into one that must grow: both must give the same bytes.
+TEST(Queue, GetIntoAVectorOfAnyCapacity) {
+  Fixture f;
+  auto queue = Queue<Bytes>::create(f.arena, f.pool, {.maxsize = 8});
+  ByteQueue& bytes = queue.bytes();
+  for (std::size_t length : {0ul, 1ul, 64ul, 103ul, 104ul, 105ul, 5000ul}) {
+    std::vector<std::byte> message(length);
+    for (std::size_t i = 0; i < length; ++i) message[i] = std::byte(i * 7 + length);
+    for (std::size_t capacity : {0ul, length / 2, length, 2 * length + 1}) {
+      for (bool nowait : {false, true}) {
+        std::vector<std::byte> out;
+        out.reserve(capacity);
+        out.assign(capacity, std::byte{0xee});  // stale contents must not survive
+        bytes.put(message);
+        if (nowait) {
+          ASSERT_EQ(bytes.get_nowait(out), RingStatus::kOk);
+        } else {
+          bytes.get(out, Deadline::after(1s));
+        }
+        EXPECT_EQ(out, message) << "length " << length << ", capacity " << capacity;
+      }
+    }
+  }
+  EXPECT_TRUE(bytes.empty());
+  for (const auto& stats : f.pool.stats()) EXPECT_EQ(stats.in_use, 0u) << "block leaked";
+}
+
 TEST(Queue, MessageLargerThanTheLargestBlockTravelsAsAChain) {
   Fixture f(1024 * kMiB, 512 * kMiB);
   auto queue = Queue<Bytes>::create(f.arena, f.pool);

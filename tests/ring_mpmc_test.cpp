@@ -108,6 +108,45 @@ TEST(MpmcRing, PopTimesOut) {
   EXPECT_GE(Deadline::monotonic_ns() - start, 50'000'000);
 }
 
+TEST(MpmcRing, InPlaceWritesAndReadsRunOnlyWhenASlotIsClaimed) {
+  Fixture f;
+  auto ring = MpmcRing<Message>::create(f.arena, {.capacity = 4, .limit = 2});
+  int writes = 0;
+  int reads = 0;
+  const auto write = [&](std::uint64_t sequence) {
+    return [&, sequence](Message& slot) noexcept {
+      ++writes;
+      slot = Message::make(7, sequence);
+    };
+  };
+  Message seen{};
+  const auto read = [&](const Message& slot) noexcept {
+    ++reads;
+    seen = slot;
+  };
+  EXPECT_EQ(ring.try_pop_with(read), RingStatus::kEmpty);
+  EXPECT_EQ(ring.pop_with(read, Deadline::after(5ms)), RingStatus::kTimedOut);
+  EXPECT_EQ(reads, 0);
+  for (std::uint64_t lap = 0; lap < 3; ++lap) {
+    ASSERT_EQ(ring.try_push_with(write(2 * lap)), RingStatus::kOk);
+    ASSERT_EQ(ring.push_with(write(2 * lap + 1), Deadline::after(1s)), RingStatus::kOk);
+    EXPECT_EQ(ring.try_push_with(write(99)), RingStatus::kFull) << "limit 2";
+    EXPECT_EQ(ring.push_with(write(99), Deadline::after(5ms)), RingStatus::kTimedOut);
+    for (std::uint64_t i = 0; i < 2; ++i) {
+      ASSERT_EQ(i == 0 ? ring.try_pop_with(read) : ring.pop_with(read, Deadline::after(1s)),
+                RingStatus::kOk);
+      EXPECT_TRUE(seen.intact());
+      EXPECT_EQ(seen.sequence, 2 * lap + i);
+    }
+  }
+  EXPECT_EQ(writes, 6) << "a write that found no room must not run";
+  EXPECT_EQ(reads, 6);
+  ring.close();
+  EXPECT_EQ(ring.try_push_with(write(100)), RingStatus::kClosed);
+  EXPECT_EQ(ring.pop_with(read, Deadline::after(1s)), RingStatus::kClosed);
+  EXPECT_EQ(writes, 6);
+}
+
 // Per consumer and producer: how many, their sequence sum, and whether order held.
 struct Tally {
   std::uint64_t count[8][8];

@@ -233,7 +233,24 @@ void ByteQueue::copy_out(const ReceivedMessage& message, std::vector<std::byte>&
   }
 }
 
+namespace {
+
+// Writes a short message straight into its ring slot: no descriptor copied through the stack.
+struct InlineWriter {
+  std::span<const std::byte> message;
+  void operator()(QueueDescriptor& slot) const noexcept {
+    slot.length = message.size();
+    slot.payload = 0;
+    if (!message.empty()) std::memcpy(slot.inline_bytes, message.data(), message.size());
+  }
+};
+
+}  // namespace
+
 RingStatus ByteQueue::put_nowait(std::span<const std::byte> message) noexcept {
+  if (message.size() <= QueueDescriptor::kInlineBytes) {
+    return ring_.try_push_with(InlineWriter{message});
+  }
   QueueDescriptor descriptor;
   if (const RingStatus staged = stage(message, descriptor); staged != RingStatus::kOk) {
     return staged;
@@ -245,18 +262,28 @@ RingStatus ByteQueue::put_nowait(std::span<const std::byte> message) noexcept {
 }
 
 void ByteQueue::put(std::span<const std::byte> message, Deadline deadline) {
+  // An unbounded queue never waits for a reader: a full ring there is the backlog cap.
+  const auto fail = [&](RingStatus status) {
+    throw_for(maxsize_ == 0 && status == RingStatus::kFull ? RingStatus::kNoMemory : status,
+              message.size(), "put");
+  };
+  if (message.size() <= QueueDescriptor::kInlineBytes) {
+    const InlineWriter write{message};
+    const RingStatus status =
+        maxsize_ == 0 ? ring_.try_push_with(write) : ring_.push_with(write, deadline);
+    if (status != RingStatus::kOk) fail(status);
+    return;
+  }
   QueueDescriptor descriptor;
   if (const RingStatus staged = stage(message, descriptor); staged != RingStatus::kOk) {
     throw_for(staged, message.size(), "put");
   }
   hand_over(descriptor);
-  // An unbounded queue never waits for a reader: a full ring there is the backlog cap.
   const RingStatus status =
       maxsize_ == 0 ? ring_.try_push(descriptor) : ring_.push(descriptor, deadline);
   if (status == RingStatus::kOk) return;
   discard(descriptor);
-  throw_for(maxsize_ == 0 && status == RingStatus::kFull ? RingStatus::kNoMemory : status,
-            message.size(), "put");
+  fail(status);
 }
 
 void ByteQueue::put_many(std::span<const std::span<const std::byte>> messages, Deadline deadline) {
@@ -279,18 +306,43 @@ void ByteQueue::get(ReceivedMessage& message, Deadline deadline) {
   take(descriptor, message);
 }
 
+namespace {
+
+// Reads a taken slot: a short message goes straight into `out` when it fits its capacity
+// (resize then allocates nothing, so this cannot throw inside the ring's claim); anything
+// else is copied to `spilled` for ByteQueue::copy_out to finish after the claim.
+struct VectorReader {
+  std::vector<std::byte>& out;
+  QueueDescriptor& spilled;
+  bool& done;
+  void operator()(const QueueDescriptor& slot) const noexcept {
+    const std::uint64_t length = slot.length;
+    if (slot.payload == 0 && length <= QueueDescriptor::kInlineBytes && length <= out.capacity()) {
+      out.resize(length);
+      if (length != 0) std::memcpy(out.data(), slot.inline_bytes, length);
+      done = true;
+      return;
+    }
+    spilled = slot;
+  }
+};
+
+}  // namespace
+
 RingStatus ByteQueue::get_nowait(std::vector<std::byte>& message) {
-  QueueDescriptor descriptor;
-  const RingStatus status = ring_.try_pop(descriptor);
-  if (status == RingStatus::kOk) copy_out(descriptor, message);
+  QueueDescriptor spilled;
+  bool done = false;
+  const RingStatus status = ring_.try_pop_with(VectorReader{message, spilled, done});
+  if (status == RingStatus::kOk && !done) copy_out(spilled, message);
   return status;
 }
 
 void ByteQueue::get(std::vector<std::byte>& message, Deadline deadline) {
-  QueueDescriptor descriptor;
-  const RingStatus status = ring_.pop(descriptor, deadline);
+  QueueDescriptor spilled;
+  bool done = false;
+  const RingStatus status = ring_.pop_with(VectorReader{message, spilled, done}, deadline);
   if (status != RingStatus::kOk) throw_for(status, 0, "get");
-  copy_out(descriptor, message);
+  if (!done) copy_out(spilled, message);
 }
 
 void ByteQueue::copy_out(const QueueDescriptor& descriptor, std::vector<std::byte>& out) {

@@ -20,55 +20,10 @@
 #include "ringfork/claim_registry.h"
 #include "ringfork/eventcount.h"
 #include "ringfork/ring_common.h"
+#include "ringfork/ring_mpmc_layout.h"
 #include "ringfork/spin_wait.h"
 
 namespace ringfork {
-
-// A slot's `state` says which position it serves and whether it holds a message. With
-// `base = position & ~mask` (the lap's first position): base = free for `position`,
-// base + 1 = holds its message, base + capacity = free for the next lap. Zeroed memory is
-// therefore "free for lap 0", so slot chunks can be created lazily from zeroed arena memory.
-template <class T>
-struct alignas(kCacheLineSize) MpmcSlot {
-  std::atomic<std::uint64_t> state;
-  T value;
-};
-
-struct MpmcRingControl {
-  static constexpr std::uint64_t kMagic = 0x434d504d474e4952;  // "RINGMPMC"
-  static constexpr std::uint32_t kVersion = 1;
-
-  std::uint64_t magic;
-  std::uint32_t version;
-  std::uint32_t slot_bytes;
-  std::uint64_t capacity;       // slots, a power of two
-  std::uint64_t limit;          // most messages held at once (maxsize), <= capacity
-  std::uint32_t chunk_shift;    // slots per chunk = 1 << chunk_shift
-  std::uint32_t chunk_count;    // capacity >> chunk_shift
-  std::uint64_t directory_offset;  // chunk_count offsets of slot chunks, 0 = not yet made
-  std::atomic<std::uint32_t> closed;  // read-mostly
-  // Align to avoid false sharing between producers' and consumers' hot indices.
-  alignas(kFalseSharingRange) std::atomic<std::uint64_t> tail;  // next position to claim
-  alignas(kFalseSharingRange) std::atomic<std::uint64_t> head;  // next position to take
-  alignas(kFalseSharingRange) EventCount not_empty;
-  alignas(kFalseSharingRange) EventCount not_full;
-  // Slow-path statistics and the spare chunk share a line that the hot paths never touch.
-  alignas(kFalseSharingRange) std::atomic<std::uint64_t> full_waits;
-  std::atomic<std::uint64_t> empty_waits;
-  std::atomic<std::uint64_t> high_water;
-  std::atomic<std::uint64_t> dead_producer_slots;
-  std::atomic<std::uint64_t> dead_consumer_slots;
-  std::atomic<std::uint64_t> spare_chunk;  // a chunk made by a producer that lost the race
-  alignas(kFalseSharingRange) ClaimRegistry producers;
-  ClaimRegistry consumers;
-};
-static_assert(std::is_standard_layout_v<MpmcRingControl>, "read by other processes");
-
-struct MpmcRingOptions {
-  std::size_t capacity = 1024;       // slots; rounded up to a power of two
-  std::size_t limit = 0;             // 0: the capacity; otherwise the most messages held
-  std::size_t chunk_slots = 1024;    // slot memory is made lazily, a chunk at a time
-};
 
 // Contract: any thread of any process mapping the segment may push and pop. A message is
 // visible whole or not at all: its slot's state is released only after the value is
@@ -90,64 +45,13 @@ class MpmcRing {
   static constexpr std::chrono::milliseconds kLivenessInterval{20};
 
   static MpmcRing create(SharedArena& arena, const MpmcRingOptions& options) {
-    if (options.capacity == 0 || options.capacity > (std::size_t{1} << 40)) {
-      throw std::invalid_argument("MpmcRing capacity must be 1..2^40 slots, got " +
-                                  std::to_string(options.capacity));
-    }
-    const std::uint64_t capacity =
-        std::max<std::uint64_t>(2, std::bit_ceil(static_cast<std::uint64_t>(options.capacity)));
-    if (options.limit > capacity) {
-      throw std::invalid_argument("MpmcRing limit " + std::to_string(options.limit) +
-                                  " exceeds its capacity " + std::to_string(capacity));
-    }
-    const std::uint64_t chunk_slots = std::min<std::uint64_t>(
-        capacity, std::bit_ceil(std::max<std::uint64_t>(1, options.chunk_slots)));
-    const std::uint64_t chunk_count = capacity / chunk_slots;
-    if (chunk_count > (std::uint64_t{1} << 24)) {
-      throw std::invalid_argument("MpmcRing needs " + std::to_string(chunk_count) +
-                                  " chunks; raise MpmcRingOptions.chunk_slots");
-    }
-    const std::uint64_t control =
-        arena.allocate_or_throw(sizeof(MpmcRingControl), kFalseSharingRange, "an MPMC ring");
-    const std::uint64_t directory = arena.allocate_or_throw(
-        chunk_count * sizeof(std::atomic<std::uint64_t>), kCacheLineSize, "MPMC chunk directory");
-    auto* header = new (arena.segment().at(Offset<MpmcRingControl>{control})) MpmcRingControl{};
-    header->magic = MpmcRingControl::kMagic;
-    header->version = MpmcRingControl::kVersion;
-    header->slot_bytes = sizeof(Slot);
-    header->capacity = capacity;
-    header->limit = options.limit == 0 ? capacity : options.limit;
-    header->chunk_shift = static_cast<std::uint32_t>(std::countr_zero(chunk_slots));
-    header->chunk_count = static_cast<std::uint32_t>(chunk_count);
-    header->directory_offset = directory;
-    return attach(arena, control);
+    return attach(arena, create_mpmc_control(arena, options, sizeof(Slot)));
   }
 
   static MpmcRing attach(SharedArena& arena, std::uint64_t offset) {
-    const Segment& segment = arena.segment();
-    auto* header = segment.try_at(Offset<MpmcRingControl>{offset});
-    if (header == nullptr) {
-      throw std::invalid_argument(ring_mismatch_message("MPMC ring", offset, "out of bounds"));
-    }
-    if (header->magic != MpmcRingControl::kMagic || header->version != MpmcRingControl::kVersion ||
-        header->slot_bytes != sizeof(Slot)) {
-      throw std::invalid_argument(
-          ring_mismatch_message("MPMC ring", offset, "bad magic, version or slot size"));
-    }
-    const bool geometry_ok = std::has_single_bit(header->capacity) && header->limit >= 1 &&
-                             header->limit <= header->capacity && header->chunk_shift < 40 &&
-                             (header->capacity >> header->chunk_shift) == header->chunk_count &&
-                             header->chunk_count >= 1;
-    if (!geometry_ok) {
-      throw std::invalid_argument(ring_mismatch_message("MPMC ring", offset, "corrupt geometry"));
-    }
-    auto* directory = segment.try_at(
-        Offset<std::atomic<std::uint64_t>>{header->directory_offset}, header->chunk_count);
-    if (directory == nullptr) {
-      throw std::invalid_argument(
-          ring_mismatch_message("MPMC ring", offset, "chunk directory outside segment"));
-    }
-    return MpmcRing(arena, offset, header, directory);
+    std::atomic<std::uint64_t>* directory = nullptr;
+    MpmcRingControl* control = attach_mpmc_control(arena, offset, sizeof(Slot), directory);
+    return MpmcRing(arena, offset, control, directory);
   }
 
   std::uint64_t offset() const noexcept { return offset_; }
@@ -157,7 +61,24 @@ class MpmcRing {
   // ---- producers ----
 
   // kOk, kFull (no room now, or the limit is reached), kClosed, or kNoMemory.
-  RingStatus try_push(const T& value) noexcept { return try_push_batch({&value, 1}, nullptr); }
+  RingStatus try_push(const T& value) noexcept {
+    return try_push_with([&value](T& slot) noexcept { slot = value; });
+  }
+
+  // Claims one position, lets `write(T&)` fill its slot where it lies, then publishes it: a
+  // message that fills only part of a T is not copied through a whole one. `write` must not
+  // throw or use this ring. A producer killed inside `write` leaves an unpublished hole that
+  // consumers skip (see the class contract).
+  template <class Write>
+  RingStatus try_push_with(Write&& write) noexcept {
+    ClaimRecord* record = nullptr;
+    std::uint64_t position = 0;
+    if (const RingStatus status = claim_for_push(1, record, position); status != RingStatus::kOk) {
+      return status;
+    }
+    publish(*record, position, 1, [&write](std::size_t, T& slot) noexcept { write(slot); });
+    return RingStatus::kOk;
+  }
 
   // Pushes all of `values` as one claim, or none of them (kFull when they do not all fit).
   // `pushed` (optional) receives how many were pushed: values.size() or 0.
@@ -165,73 +86,27 @@ class MpmcRing {
     if (pushed != nullptr) *pushed = 0;
     const std::size_t count = values.size();
     if (count == 0) return RingStatus::kOk;
-    if (count > limit_) return RingStatus::kFull;
-    ClaimRecord* record = claim_record_for_this_thread(control_->producers);
-    if (record == nullptr) return RingStatus::kNoMemory;
-    std::uint64_t position = control_->tail.load(std::memory_order_relaxed);
-    for (;;) {
-      if (closed()) return RingStatus::kClosed;
-      // Room under the limit? A stale head only makes us more cautious; reread it then.
-      // relaxed: a stale lower bound only sends us to reread head.
-      if (position + count > cached_head_->load(std::memory_order_relaxed) + limit_) {
-        // acquire: consumers released the slots before publishing head.
-        const std::uint64_t head = control_->head.load(std::memory_order_acquire);
-        cached_head_->store(head, std::memory_order_relaxed);
-        if (position + count > head + limit_) {
-          if (recover_dead_consumer(position)) continue;
-          return RingStatus::kFull;
-        }
-      }
-      bool all_free = true;
-      bool moved = false;
-      for (std::size_t i = 0; i < count; ++i) {
-        Slot* slot = slot_at(position + i, /*create=*/true);
-        if (slot == nullptr) return RingStatus::kNoMemory;
-        // acquire: pairs with the consumer's release of the slot, so its reads are done.
-        const auto diff = static_cast<std::int64_t>(slot->state.load(std::memory_order_acquire) -
-                                                    lap_base(position + i));
-        if (diff < 0) {  // the previous lap's message is still there
-          all_free = false;
-          break;
-        }
-        if (diff > 0) {  // another producer claimed it: our position is stale
-          moved = true;
-          break;
-        }
-      }
-      if (moved) {
-        position = control_->tail.load(std::memory_order_relaxed);
-        continue;
-      }
-      if (!all_free) {
-        if (recover_dead_consumer(position)) continue;
-        return RingStatus::kFull;
-      }
-      announce_claim(*record, position, static_cast<std::uint32_t>(count));
-      // acq_rel: release orders our announcement before the claim (a consumer that sees
-      // the new tail sees who claimed); acquire orders the slot writes after the claim.
-      if (control_->tail.compare_exchange_weak(position, position + count,
-                                               std::memory_order_acq_rel,
-                                               std::memory_order_relaxed)) {
-        break;
-      }
+    ClaimRecord* record = nullptr;
+    std::uint64_t position = 0;
+    if (const RingStatus status = claim_for_push(count, record, position);
+        status != RingStatus::kOk) {
+      return status;
     }
-    for (std::size_t i = 0; i < count; ++i) {
-      Slot* slot = slot_at(position + i, false);
-      slot->value = values[i];
-      // release: the value is visible to a consumer that acquires this state.
-      slot->state.store(lap_base(position + i) + 1, std::memory_order_release);
-    }
-    finish_claim(*record);
-    if (((position + count) & 63) < count) sample_high_water(position + count);
-    control_->not_empty.notify_all();
+    publish(*record, position, count,
+            [values](std::size_t i, T& slot) noexcept { slot = values[i]; });
     if (pushed != nullptr) *pushed = count;
     return RingStatus::kOk;
   }
 
   RingStatus push(const T& value, Deadline deadline = Deadline::never()) {
+    return push_with([&value](T& slot) noexcept { slot = value; }, deadline);
+  }
+
+  // try_push_with that waits for room until the deadline (then kTimedOut).
+  template <class Write>
+  RingStatus push_with(Write&& write, Deadline deadline = Deadline::never()) {
     for (;;) {
-      const RingStatus status = try_push(value);
+      const RingStatus status = try_push_with(write);
       if (status != RingStatus::kFull) return status;
       control_->full_waits.fetch_add(1, std::memory_order_relaxed);
       const Deadline slice = deadline.min(Deadline::after(kLivenessInterval));
@@ -241,7 +116,7 @@ class MpmcRing {
           [&] { return closed() || control_->head.load(std::memory_order_acquire) != seen_head; },
           slice);
       if (deadline.expired()) {
-        const RingStatus last = try_push(value);
+        const RingStatus last = try_push_with(write);
         return last == RingStatus::kFull ? RingStatus::kTimedOut : last;
       }
     }
@@ -251,92 +126,56 @@ class MpmcRing {
 
   // kOk, kEmpty, or kClosed once the ring is closed and every claimed position was taken.
   RingStatus try_pop(T& value) noexcept {
-    std::size_t taken = 0;
-    return try_pop_batch({&value, 1}, &taken);
+    return try_pop_with([&value](const T& slot) noexcept { value = slot; });
+  }
+
+  // Claims the next message and lets `read(const T&)` read it where it lies before the slot
+  // is freed. `read` must not throw or use this ring; a consumer killed inside it loses that
+  // one message (see the class contract).
+  template <class Read>
+  RingStatus try_pop_with(Read&& read) noexcept {
+    ClaimRecord* record = nullptr;
+    std::uint64_t position = 0;
+    std::size_t count = 0;
+    if (const RingStatus status = claim_for_pop(1, record, position, count);
+        status != RingStatus::kOk) {
+      return status;
+    }
+    release_taken(*record, position, 1, [&read](std::size_t, const T& slot) noexcept { read(slot); });
+    return RingStatus::kOk;
   }
 
   // Takes up to out.size() consecutive ready messages as one claim; `taken` gets how many.
   RingStatus try_pop_batch(std::span<T> out, std::size_t* taken) noexcept {
     *taken = 0;
     if (out.empty()) return RingStatus::kOk;
-    ClaimRecord* record = claim_record_for_this_thread(control_->consumers);
-    if (record == nullptr) return RingStatus::kNoMemory;
-    std::uint64_t position = control_->head.load(std::memory_order_relaxed);
+    ClaimRecord* record = nullptr;
+    std::uint64_t position = 0;
     std::size_t count = 0;
-    for (;;) {
-      count = 0;
-      bool moved = false;
-      while (count < out.size()) {
-        Slot* slot = slot_at(position + count, false);
-        if (slot == nullptr) break;
-        // acquire: pairs with the producer's release, so the value is visible.
-        const auto diff = static_cast<std::int64_t>(slot->state.load(std::memory_order_acquire) -
-                                                    (lap_base(position + count) + 1));
-        if (diff < 0) break;  // not published yet
-        if (diff > 0) {       // already taken by another consumer: our position is stale
-          moved = count == 0;
-          break;
-        }
-        ++count;
-      }
-      if (moved) {
-        position = control_->head.load(std::memory_order_relaxed);
-        continue;
-      }
-      if (count == 0) return drained_status(position);
-      announce_claim(*record, position, static_cast<std::uint32_t>(count));
-      // acq_rel: as for tail in try_push_batch.
-      if (control_->head.compare_exchange_weak(position, position + count,
-                                               std::memory_order_acq_rel,
-                                               std::memory_order_relaxed)) {
-        break;
-      }
+    if (const RingStatus status = claim_for_pop(out.size(), record, position, count);
+        status != RingStatus::kOk) {
+      return status;
     }
-    for (std::size_t i = 0; i < count; ++i) {
-      Slot* slot = slot_at(position + i, false);
-      out[i] = slot->value;
-      // release: our read of the value completes before a producer may overwrite it.
-      slot->state.store(lap_base(position + i) + capacity(), std::memory_order_release);
-    }
-    finish_claim(*record);
+    release_taken(*record, position, count,
+                  [out](std::size_t i, const T& slot) noexcept { out[i] = slot; });
     *taken = count;
-    control_->not_full.notify_all();
     return RingStatus::kOk;
   }
 
   RingStatus pop(T& value, Deadline deadline = Deadline::never()) {
-    std::size_t taken = 0;
-    return pop_batch({&value, 1}, &taken, deadline);
+    return pop_with([&value](const T& slot) noexcept { value = slot; }, deadline);
+  }
+
+  // try_pop_with that waits for a message until the deadline (then kTimedOut).
+  template <class Read>
+  RingStatus pop_with(Read&& read, Deadline deadline = Deadline::never()) {
+    return wait_to_pop([&] { return try_pop_with(read); }, deadline);
   }
 
   // Blocks until at least one message is taken (then takes up to out.size()), the ring is
   // closed and drained, or the deadline passes.
   RingStatus pop_batch(std::span<T> out, std::size_t* taken, Deadline deadline = Deadline::never()) {
-    // The common case takes a message at once: no clock read for it.
-    if (const RingStatus status = try_pop_batch(out, taken); status != RingStatus::kEmpty) {
-      return status;
-    }
-    Deadline liveness_check = Deadline::after(kLivenessInterval);
-    for (;;) {
-      const RingStatus status = try_pop_batch(out, taken);
-      if (status != RingStatus::kEmpty) return status;
-      control_->empty_waits.fetch_add(1, std::memory_order_relaxed);
-      // A position claimed but unpublished for a whole interval may belong to a dead
-      // producer: check then, not on every empty poll (it scans the claim registry).
-      if (liveness_check.expired()) {
-        recover_dead_producer();
-        liveness_check = Deadline::after(kLivenessInterval);
-      }
-      const WaitOutcome outcome = spin_then_park(
-          control_->not_empty, [&] { return head_ready() || closed(); },
-          deadline.min(liveness_check));
-      // Closed with a claimed position still unpublished: nothing will notify us, so poll.
-      if (outcome == WaitOutcome::kReady && !head_ready()) sched_yield();
-      if (deadline.expired()) {
-        const RingStatus last = try_pop_batch(out, taken);
-        return last == RingStatus::kEmpty ? RingStatus::kTimedOut : last;
-      }
-    }
+    return wait_to_pop([&] { return try_pop_batch(out, taken); }, deadline);
   }
 
   // ---- anyone ----
@@ -394,6 +233,159 @@ class MpmcRing {
             control->head.load(std::memory_order_relaxed))) {}
 
   std::uint64_t lap_base(std::uint64_t position) const noexcept { return position & ~mask_; }
+
+  // Claims [position, position + count) for this thread's producer record: kOk, or why not.
+  [[gnu::always_inline]] RingStatus claim_for_push(std::size_t count, ClaimRecord*& record,
+                                                   std::uint64_t& position) noexcept {
+    if (count > limit_) return RingStatus::kFull;
+    record = claim_record_for_this_thread(control_->producers);
+    if (record == nullptr) return RingStatus::kNoMemory;
+    position = control_->tail.load(std::memory_order_relaxed);
+    for (;;) {
+      if (closed()) return RingStatus::kClosed;
+      // Room under the limit? A stale head only makes us more cautious; reread it then.
+      // relaxed: a stale lower bound only sends us to reread head.
+      if (position + count > cached_head_->load(std::memory_order_relaxed) + limit_) {
+        // acquire: consumers released the slots before publishing head.
+        const std::uint64_t head = control_->head.load(std::memory_order_acquire);
+        cached_head_->store(head, std::memory_order_relaxed);
+        if (position + count > head + limit_) {
+          if (recover_dead_consumer(position)) continue;
+          return RingStatus::kFull;
+        }
+      }
+      bool all_free = true;
+      bool moved = false;
+      for (std::size_t i = 0; i < count; ++i) {
+        Slot* slot = slot_at(position + i, /*create=*/true);
+        if (slot == nullptr) return RingStatus::kNoMemory;
+        // acquire: pairs with the consumer's release of the slot, so its reads are done.
+        const auto diff = static_cast<std::int64_t>(slot->state.load(std::memory_order_acquire) -
+                                                    lap_base(position + i));
+        if (diff < 0) {  // the previous lap's message is still there
+          all_free = false;
+          break;
+        }
+        if (diff > 0) {  // another producer claimed it: our position is stale
+          moved = true;
+          break;
+        }
+      }
+      if (moved) {
+        position = control_->tail.load(std::memory_order_relaxed);
+        continue;
+      }
+      if (!all_free) {
+        if (recover_dead_consumer(position)) continue;
+        return RingStatus::kFull;
+      }
+      announce_claim(*record, position, static_cast<std::uint32_t>(count));
+      // acq_rel: release orders our announcement before the claim (a consumer that sees
+      // the new tail sees who claimed); acquire orders the slot writes after the claim.
+      if (control_->tail.compare_exchange_weak(position, position + count,
+                                               std::memory_order_acq_rel,
+                                               std::memory_order_relaxed)) {
+        return RingStatus::kOk;
+      }
+    }
+  }
+
+  // Fills the claimed slots with write(i, slot) and makes them visible to consumers.
+  template <class Write>
+  [[gnu::always_inline]] void publish(ClaimRecord& record, std::uint64_t position,
+                                      std::size_t count, Write&& write) noexcept {
+    for (std::size_t i = 0; i < count; ++i) {
+      Slot* slot = slot_at(position + i, false);
+      write(i, slot->value);
+      // release: the value is visible to a consumer that acquires this state.
+      slot->state.store(lap_base(position + i) + 1, std::memory_order_release);
+    }
+    finish_claim(record);
+    if (((position + count) & 63) < count) sample_high_water(position + count);
+    control_->not_empty.notify_all();
+  }
+
+  // Claims up to `most` consecutive published positions for this thread's consumer record;
+  // on kOk they are [position, position + count), count >= 1.
+  [[gnu::always_inline]] RingStatus claim_for_pop(std::size_t most, ClaimRecord*& record,
+                                                  std::uint64_t& position,
+                                                  std::size_t& count) noexcept {
+    record = claim_record_for_this_thread(control_->consumers);
+    if (record == nullptr) return RingStatus::kNoMemory;
+    position = control_->head.load(std::memory_order_relaxed);
+    for (;;) {
+      count = 0;
+      bool moved = false;
+      while (count < most) {
+        Slot* slot = slot_at(position + count, false);
+        if (slot == nullptr) break;
+        // acquire: pairs with the producer's release, so the value is visible.
+        const auto diff = static_cast<std::int64_t>(slot->state.load(std::memory_order_acquire) -
+                                                    (lap_base(position + count) + 1));
+        if (diff < 0) break;  // not published yet
+        if (diff > 0) {       // already taken by another consumer: our position is stale
+          moved = count == 0;
+          break;
+        }
+        ++count;
+      }
+      if (moved) {
+        position = control_->head.load(std::memory_order_relaxed);
+        continue;
+      }
+      if (count == 0) return drained_status(position);
+      announce_claim(*record, position, static_cast<std::uint32_t>(count));
+      // acq_rel: as for tail in claim_for_push.
+      if (control_->head.compare_exchange_weak(position, position + count,
+                                               std::memory_order_acq_rel,
+                                               std::memory_order_relaxed)) {
+        return RingStatus::kOk;
+      }
+    }
+  }
+
+  // Reads the claimed slots with read(i, slot) and frees them for producers.
+  template <class Read>
+  [[gnu::always_inline]] void release_taken(ClaimRecord& record, std::uint64_t position,
+                                            std::size_t count, Read&& read) noexcept {
+    for (std::size_t i = 0; i < count; ++i) {
+      Slot* slot = slot_at(position + i, false);
+      read(i, static_cast<const T&>(slot->value));
+      // release: our read of the value completes before a producer may overwrite it.
+      slot->state.store(lap_base(position + i) + capacity(), std::memory_order_release);
+    }
+    finish_claim(record);
+    control_->not_full.notify_all();
+  }
+
+  // Runs `attempt` (a try_pop variant) until it finds a message, the ring is closed and
+  // drained, or the deadline passes; sleeps on not_empty between attempts.
+  template <class Attempt>
+  RingStatus wait_to_pop(Attempt&& attempt, Deadline deadline) {
+    // The common case takes a message at once: no clock read for it.
+    if (const RingStatus status = attempt(); status != RingStatus::kEmpty) return status;
+    Deadline liveness_check = Deadline::after(kLivenessInterval);
+    for (;;) {
+      const RingStatus status = attempt();
+      if (status != RingStatus::kEmpty) return status;
+      control_->empty_waits.fetch_add(1, std::memory_order_relaxed);
+      // A position claimed but unpublished for a whole interval may belong to a dead
+      // producer: check then, not on every empty poll (it scans the claim registry).
+      if (liveness_check.expired()) {
+        recover_dead_producer();
+        liveness_check = Deadline::after(kLivenessInterval);
+      }
+      const WaitOutcome outcome = spin_then_park(
+          control_->not_empty, [&] { return head_ready() || closed(); },
+          deadline.min(liveness_check));
+      // Closed with a claimed position still unpublished: nothing will notify us, so poll.
+      if (outcome == WaitOutcome::kReady && !head_ready()) sched_yield();
+      if (deadline.expired()) {
+        const RingStatus last = attempt();
+        return last == RingStatus::kEmpty ? RingStatus::kTimedOut : last;
+      }
+    }
+  }
 
   // The slot serving `position`, making its chunk on first use when `create`. nullptr when
   // the chunk does not exist (and !create), cannot be made, or its offset is corrupt.
