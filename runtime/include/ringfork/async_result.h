@@ -1,15 +1,18 @@
 // AsyncResult<R>: the result of a task submitted to a Pool, as multiprocessing.AsyncResult.
 #pragma once
 
+#include <atomic>
 #include <chrono>
-#include <condition_variable>
+#include <cstdint>
 #include <exception>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+
+#include "ringfork/deadline.h"
+#include "ringfork/futex.h"
 
 namespace ringfork {
 
@@ -42,30 +45,57 @@ class TimeoutError : public std::runtime_error {
 
 namespace detail {
 
+// Written once by the thread that completes the task, read by any number of waiters. A
+// futex word instead of a mutex and condition variable: completing costs one atomic exchange
+// and a system call only when someone is asleep on the result.
 template <class R>
 struct ResultState {
-  std::mutex mutex;
-  std::condition_variable ready_signal;
-  bool ready = false;
+  static constexpr std::uint32_t kPending = 0;
+  static constexpr std::uint32_t kWaitedOn = 1;  // pending, and a waiter may be asleep
+  static constexpr std::uint32_t kReady = 2;
+  // The value and error are written before kReady is published and never after, so whoever
+  // has seen kReady (acquire) reads them without a lock.
+  std::atomic<std::uint32_t> phase{kPending};
   std::conditional_t<std::is_void_v<R>, bool, std::optional<R>> value{};
   std::exception_ptr error;
 
   template <class... Value>
   void set_value(Value&&... value) {
-    std::lock_guard lock(mutex);
     if constexpr (std::is_void_v<R>) {
       this->value = true;
     } else {
       this->value.emplace(std::forward<Value>(value)...);
     }
-    ready = true;
-    ready_signal.notify_all();
+    publish();
   }
-  void set_error(std::exception_ptr failure) {
-    std::lock_guard lock(mutex);
+  void set_error(std::exception_ptr failure) noexcept {
     error = std::move(failure);
-    ready = true;
-    ready_signal.notify_all();
+    publish();
+  }
+  bool is_ready() const noexcept {
+    // acquire: pairs with publish(), so value and error are visible.
+    return phase.load(std::memory_order_acquire) == kReady;
+  }
+  // True once ready; false if `deadline` passed first.
+  bool wait_until(Deadline deadline) noexcept {
+    std::uint32_t seen = phase.load(std::memory_order_acquire);
+    while (seen != kReady) {
+      // acquire on both outcomes: a kReady seen here publishes the value like is_ready().
+      if (seen == kPending && !phase.compare_exchange_weak(seen, kWaitedOn, std::memory_order_acquire,
+                                                           std::memory_order_acquire)) {
+        continue;
+      }
+      if (futex_wait(phase, kWaitedOn, deadline) == FutexWaitResult::kTimedOut) return is_ready();
+      seen = phase.load(std::memory_order_acquire);
+    }
+    return true;
+  }
+
+ private:
+  void publish() noexcept {
+    // acq_rel: release publishes value and error; the exchange returns kWaitedOn exactly when
+    // a waiter announced itself before it, and that waiter is then woken.
+    if (phase.exchange(kReady, std::memory_order_acq_rel) == kWaitedOn) futex_wake_all(phase);
   }
 };
 
@@ -81,27 +111,19 @@ class AsyncResult {
 
   R get(std::chrono::duration<double> timeout = std::chrono::duration<double>(-1)) const {
     if (!wait(timeout)) throw TimeoutError("AsyncResult.get timed out");
-    std::lock_guard lock(state_->mutex);
     if (state_->error) std::rethrow_exception(state_->error);
     if constexpr (!std::is_void_v<R>) return *state_->value;
   }
   // Returns whether the result is ready.
   bool wait(std::chrono::duration<double> timeout = std::chrono::duration<double>(-1)) const {
-    std::unique_lock lock(state_->mutex);
-    if (timeout.count() < 0) {
-      state_->ready_signal.wait(lock, [&] { return state_->ready; });
-      return true;
-    }
-    return state_->ready_signal.wait_for(lock, timeout, [&] { return state_->ready; });
+    if (state_->is_ready()) return true;
+    return state_->wait_until(timeout.count() < 0 ? Deadline::never()
+                                                  : Deadline::after_seconds(timeout.count()));
   }
-  bool ready() const {
-    std::lock_guard lock(state_->mutex);
-    return state_->ready;
-  }
+  bool ready() const noexcept { return state_->is_ready(); }
   // Throws std::logic_error if not ready (Python raises ValueError).
   bool successful() const {
-    std::lock_guard lock(state_->mutex);
-    if (!state_->ready) throw std::logic_error("AsyncResult.successful() before it is ready");
+    if (!state_->is_ready()) throw std::logic_error("AsyncResult.successful() before it is ready");
     return !state_->error;
   }
 

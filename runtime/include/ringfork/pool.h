@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "ringfork/async_result.h"
+#include "ringfork/cross_thread_alloc.h"
 #include "ringfork/pool_core.h"
 
 namespace ringfork {
@@ -117,7 +118,7 @@ class Pool {
     arguments.buffer().clear();
     encode_all<std::decay_t<Params>...>(arguments, std::forward<Args>(args)...);
     // One allocation holds the result and the callbacks; the completion shares it.
-    auto call = std::make_shared<ApplyCall<R>>();
+    auto call = std::allocate_shared<ApplyCall<R>>(CrossThreadAllocator<ApplyCall<R>>());
     call->callbacks = std::move(callbacks);
     core_->submit(&detail::call_function<R, Params...>, reinterpret_cast<std::uintptr_t>(function),
                   arguments.buffer(), PoolCompletion(&run_apply_call<R>, call));
@@ -196,6 +197,7 @@ class Pool {
   }
 
   static std::exception_ptr failure_of(TaskOutcome& outcome) {
+    if (outcome.kind == TaskOutcome::kSucceeded) return nullptr;
     const std::string text(reinterpret_cast<const char*>(outcome.payload.data()),
                            outcome.payload.size());
     switch (outcome.kind) {

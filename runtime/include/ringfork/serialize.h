@@ -50,11 +50,7 @@ class ArgReader {
   ArgReader(std::span<const std::byte> bytes, DecodeContext context)
       : bytes_(bytes), context_(context) {}
   void read_bytes(void* out, std::size_t length) {
-    if (length > bytes_.size() - position_) {
-      throw std::runtime_error("truncated argument bytes: wanted " + std::to_string(length) +
-                               " at offset " + std::to_string(position_) + " of " +
-                               std::to_string(bytes_.size()));
-    }
+    if (length > bytes_.size() - position_) [[unlikely]] throw_truncated(length);
     if (length != 0) std::memcpy(out, bytes_.data() + position_, length);
     position_ += length;
   }
@@ -69,6 +65,13 @@ class ArgReader {
   const DecodeContext& context() const noexcept { return context_; }
 
  private:
+  // Out of line, so that the message building stays out of every inlined read.
+  [[noreturn, gnu::cold, gnu::noinline]] void throw_truncated(std::size_t length) const {
+    throw std::runtime_error("truncated argument bytes: wanted " + std::to_string(length) +
+                             " at offset " + std::to_string(position_) + " of " +
+                             std::to_string(bytes_.size()));
+  }
+
   std::span<const std::byte> bytes_;
   std::size_t position_ = 0;
   DecodeContext context_;

@@ -36,8 +36,10 @@ class SmallBytes {
   SmallBytes(const SmallBytes& other) : size_(other.size_), heap_(other.heap_) {
     if (size_ <= kInlineBytes && size_ != 0) std::memcpy(inline_, other.inline_, size_);
   }
+  // A move copies the whole inline array: a fixed-size copy is a few vector moves, where one
+  // of size_ bytes is a call.
   SmallBytes(SmallBytes&& other) noexcept : size_(other.size_), heap_(std::move(other.heap_)) {
-    if (size_ <= kInlineBytes && size_ != 0) std::memcpy(inline_, other.inline_, size_);
+    std::memcpy(inline_, other.inline_, kInlineBytes);
   }
   SmallBytes& operator=(const SmallBytes& other) {
     if (this != &other) *this = SmallBytes(other);
@@ -46,7 +48,7 @@ class SmallBytes {
   SmallBytes& operator=(SmallBytes&& other) noexcept {
     size_ = other.size_;
     heap_ = std::move(other.heap_);
-    if (size_ <= kInlineBytes && size_ != 0) std::memmove(inline_, other.inline_, size_);
+    if (this != &other) std::memcpy(inline_, other.inline_, kInlineBytes);
     return *this;
   }
   ~SmallBytes() = default;
@@ -58,7 +60,7 @@ class SmallBytes {
   operator std::span<const std::byte>() const noexcept { return bytes(); }
 
  private:
-  std::byte inline_[kInlineBytes];  // the first size_ bytes are set when size_ <= kInlineBytes
+  std::byte inline_[kInlineBytes] = {};  // the first size_ bytes hold the value when size_ <= kInlineBytes
   std::size_t size_ = 0;
   std::vector<std::byte> heap_;
 };
