@@ -70,7 +70,7 @@ class MpmcRing {
   // throw or use this ring. A producer killed inside `write` leaves an unpublished hole that
   // consumers skip (see the class contract).
   template <class Write>
-  RingStatus try_push_with(Write&& write) noexcept {
+  [[gnu::always_inline]] RingStatus try_push_with(Write&& write) noexcept {
     ClaimRecord* record = nullptr;
     std::uint64_t position = 0;
     if (const RingStatus status = claim_for_push(1, record, position); status != RingStatus::kOk) {
@@ -133,7 +133,7 @@ class MpmcRing {
   // is freed. `read` must not throw or use this ring; a consumer killed inside it loses that
   // one message (see the class contract).
   template <class Read>
-  RingStatus try_pop_with(Read&& read) noexcept {
+  [[gnu::always_inline]] RingStatus try_pop_with(Read&& read) noexcept {
     ClaimRecord* record = nullptr;
     std::uint64_t position = 0;
     std::size_t count = 0;
