@@ -7,8 +7,6 @@
 //   BM_MpmcXproc/64/P/C              MpmcRing, P producer and C consumer processes, one op
 //   BM_MpmcXprocBatch/64/P/C         the same with batches of up to 32
 //   BM_QueueXproc/{64,4096}          ByteQueue (Queue<Bytes>'s core), one put / get each
-//   BM_LatencySpin/ringfork          64 B ping-pong through two SpscRings, both polling
-//   BM_LatencySleep/ringfork         the same ping-pong with each waiter asleep in the kernel
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,6 +23,7 @@
 #include <benchmark/benchmark.h>
 
 #include "bench_support.h"
+#include "ring_bench_support.h"
 #include "ringfork/arena.h"
 #include "ringfork/block_pool.h"
 #include "ringfork/cache_line.h"
@@ -41,69 +40,15 @@ namespace {
 namespace rb = ringfork::bench;
 using ringfork::cpu_relax;
 using ringfork::Deadline;
-using ringfork::kFalseSharingRange;
 using ringfork::RingStatus;
-
-// A message of exactly N bytes: what a user of SpscRing<T> / MpmcRing<T> sends.
-template <std::size_t N>
-struct Payload {
-  unsigned char bytes[N];
-};
-static_assert(sizeof(Payload<64>) == 64 && std::is_trivially_copyable_v<Payload<64>>);
-
-// A flag alone on its false-sharing range, for handshakes outside the channel under test.
-struct alignas(kFalseSharingRange) Flag {
-  std::atomic<std::uint64_t> value{0};
-};
-
-struct Handshake {
-  Flag consumer_ready;  // the consumer is running and polling
-  Flag consumer_done;   // the consumer has checked every message
-};
-
-// Waits for `flag` to reach at least `at_least` while the peer lives; false on a dead or hung
-// peer. Polls gently after a while: the peer may need this core.
-bool await_flag(const Flag& flag, std::uint64_t at_least, rb::ForkedPeer* peer) {
-  rb::PeerWatch watch(peer);
-  for (std::uint32_t spins = 0; flag.value.load(std::memory_order_acquire) < at_least; ++spins) {
-    if (!watch.ok()) return false;
-    if (spins < 4096) {
-      cpu_relax();
-    } else {
-      sched_yield();
-    }
-  }
-  return true;
-}
-
-// A segment and the arena laid over it, made before fork so both sides share them. The
-// arena points at the segment: neither may move.
-struct SharedMemory {
-  ringfork::Segment segment;
-  ringfork::SharedArena arena;
-  explicit SharedMemory(std::size_t capacity)
-      : segment(ringfork::Segment::create({.capacity = capacity})),
-        arena(ringfork::SharedArena::create(segment)) {}
-};
-
-// Same geometry as the bare ring (bare_ring_slots): about 256 KiB of slots, at least 1024 so
-// batching never starves; for 64 KiB messages, 64 slots (4 MiB).
-std::size_t spsc_slots(std::size_t message_size) {
-  if (message_size > 1024) return std::max<std::size_t>(64, (4u << 20) / message_size);
-  return std::bit_ceil(std::clamp<std::size_t>((256 * 1024) / message_size, 1024, 65536));
-}
-
-// Touches every slot page in this process before the fork (the bare ring's prefault()).
-template <class T>
-void prefault_ring(ringfork::SpscRing<T>& ring) {
-  std::span<T> slots = ring.reserve(ring.capacity());  // nothing is committed
-  std::memset(static_cast<void*>(slots.data()), 0, slots.size_bytes());
-}
-
-void set_processed(benchmark::State& state, std::size_t message_bytes) {
-  state.SetItemsProcessed(state.iterations());
-  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(message_bytes));
-}
+using rb::await_flag;
+using rb::Flag;
+using rb::Handshake;
+using rb::Payload;
+using rb::prefault_ring;
+using rb::set_processed;
+using rb::SharedMemory;
+using rb::spsc_slots;
 
 // ---- SpscRing --------------------------------------------------------------------------
 
@@ -467,150 +412,5 @@ void BM_QueueXproc(benchmark::State& state) {
   if (rb::finish_peer(state, consumer, "consumer")) set_processed(state, size);
 }
 BENCHMARK(BM_QueueXproc)->Arg(64)->Arg(4096)->UseRealTime();
-
-// ---- Latency: ping-pong through two SpscRings -------------------------------------------
-
-using PingMessage = Payload<64>;
-
-struct PingRings {
-  ringfork::SpscRing<PingMessage> ping;  // parent -> child
-  ringfork::SpscRing<PingMessage> pong;  // child -> parent
-};
-
-PingRings make_ping_rings(ringfork::SharedArena& arena) {
-  return {ringfork::SpscRing<PingMessage>::create(arena, 64),
-          ringfork::SpscRing<PingMessage>::create(arena, 64)};
-}
-
-bool check_ping(const PingMessage& m, std::uint64_t seq) {
-  return rb::check_message(m.bytes, sizeof(m.bytes), seq);
-}
-
-// Both sides busy-poll try_pop; one clock read per round, as BM_LatencySpin/bare.
-void BM_LatencySpinRingfork(benchmark::State& state) {
-  const auto n = static_cast<std::uint64_t>(state.max_iterations);
-  SharedMemory memory(std::size_t{16} << 20);
-  PingRings rings = make_ping_rings(memory.arena);
-  const rb::CpuPair cpus = rb::pick_cpus();
-  rb::ScopedPin pin(cpus.producer);
-  rb::ForkedPeer child(
-      [&]() -> int {
-        rb::PeerWatch watch;
-        PingMessage m;
-        for (std::uint64_t r = 1; r <= n; ++r) {
-          while (rings.ping.try_pop(m) != RingStatus::kOk) {
-            if (!watch.ok()) return 3;
-            cpu_relax();
-          }
-          if (!check_ping(m, r)) return 1;
-          rb::stamp_message(m.bytes, sizeof(m.bytes), r);
-          if (rings.pong.try_push(m) != RingStatus::kOk) return 2;  // never full: one in flight
-        }
-        return 0;
-      },
-      cpus.consumer);
-  rb::LatencyRecorder latency(static_cast<std::int64_t>(n));
-  bool failed = false;
-  PingMessage m;
-  rb::stamp_message_full(m.bytes, sizeof(m.bytes), 0);
-  while (state.KeepRunningBatch(static_cast<benchmark::IterationCount>(n))) {
-    rb::PeerWatch watch(&child);
-    std::int64_t last = rb::now_ns();
-    for (std::uint64_t r = 1; r <= n && !failed; ++r) {
-      rb::stamp_message(m.bytes, sizeof(m.bytes), r);
-      failed = rings.ping.try_push(m) != RingStatus::kOk;
-      PingMessage reply;
-      while (!failed && rings.pong.try_pop(reply) != RingStatus::kOk) {
-        if (!watch.ok()) failed = true;
-        cpu_relax();
-      }
-      failed = failed || !check_ping(reply, r);
-      const std::int64_t now = rb::now_ns();
-      latency.add(now - last);
-      last = now;
-    }
-  }
-  if (failed) child.kill_now();
-  if (!rb::finish_peer(state, child, "ponger")) return;
-  latency.report(state, 2.0);
-}
-BENCHMARK(BM_LatencySpinRingfork)->Name("BM_LatencySpin/ringfork")->UseRealTime();
-
-// Mirrors BM_LatencySleep/futex: round r, the child announces it is about to sleep
-// (`child_waiting = r`) and sleeps until the ping arrives; the parent waits for the
-// announcement, pushes the ping and sleeps until the pong arrives. SpscRing::pop spins ~2000
-// times before parking (its SpinPolicy is not a parameter), so the waits here use ringfork's
-// own spin_then_park on an EventCount beside each ring with no spinning and no yielding:
-// every wait is a real futex sleep unless the message is already there.
-struct SleepShared {
-  Flag child_waiting;
-  alignas(kFalseSharingRange) ringfork::EventCount ping_ready;
-  alignas(kFalseSharingRange) ringfork::EventCount pong_ready;
-};
-
-constexpr ringfork::SpinPolicy kSleepAtOnce{.spin_iterations = 0, .yield_iterations = 0};
-
-// Sleeps until `ring` holds a message, then takes it; false on timeout.
-bool sleep_pop(ringfork::SpscRing<PingMessage>& ring, ringfork::EventCount& ready,
-               PingMessage& out) {
-  const Deadline deadline = Deadline::after(rb::kWatchdog);
-  const auto outcome = ringfork::spin_then_park(
-      ready, [&] { return !ring.peek(1).empty(); }, deadline, kSleepAtOnce);
-  return outcome == ringfork::WaitOutcome::kReady && ring.try_pop(out) == RingStatus::kOk;
-}
-
-void BM_LatencySleepRingfork(benchmark::State& state) {
-  const auto n = static_cast<std::uint64_t>(state.max_iterations);
-  SharedMemory memory(std::size_t{16} << 20);
-  PingRings rings = make_ping_rings(memory.arena);
-  rb::SharedRegion shm(sizeof(SleepShared));
-  auto* shared = shm.construct<SleepShared>();
-  const rb::CpuPair cpus = rb::pick_cpus();
-  rb::ScopedPin pin(cpus.producer);
-  rb::ForkedPeer child(
-      [&]() -> int {
-        PingMessage m;
-        for (std::uint64_t r = 1; r <= n; ++r) {
-          // release: the parent only has to see it; the wait that follows is measured.
-          shared->child_waiting.value.store(r, std::memory_order_release);
-          if (!sleep_pop(rings.ping, shared->ping_ready, m)) return 3;
-          if (!check_ping(m, r)) return 1;
-          rb::stamp_message(m.bytes, sizeof(m.bytes), r);
-          if (rings.pong.try_push(m) != RingStatus::kOk) return 2;
-          shared->pong_ready.notify_one();
-        }
-        return 0;
-      },
-      cpus.consumer);
-
-  rb::LatencyRecorder latency(static_cast<std::int64_t>(n));
-  bool failed = false;
-  PingMessage m;
-  rb::stamp_message_full(m.bytes, sizeof(m.bytes), 0);
-  while (state.KeepRunningBatch(static_cast<benchmark::IterationCount>(n))) {
-    for (std::uint64_t r = 1; r <= n && !failed; ++r) {
-      rb::PeerWatch watch(&child);
-      while (shared->child_waiting.value.load(std::memory_order_acquire) != r) {
-        if (!watch.ok()) failed = true;
-        if (failed) break;
-        cpu_relax();
-      }
-      const std::int64_t start = rb::now_ns();
-      rb::stamp_message(m.bytes, sizeof(m.bytes), r);
-      failed = failed || rings.ping.try_push(m) != RingStatus::kOk;
-      if (!failed) shared->ping_ready.notify_one();
-      PingMessage reply;
-      failed = failed || !sleep_pop(rings.pong, shared->pong_ready, reply) || !check_ping(reply, r);
-      latency.add(rb::now_ns() - start);
-    }
-  }
-  if (failed) child.kill_now();
-  if (!rb::finish_peer(state, child, "sleeping peer")) return;
-  latency.report(state, 2.0);
-  // Futex sleeps the child entered per round (~1 when each wake found it asleep).
-  state.counters["peer_sleeps_frac"] = static_cast<double>(shared->ping_ready.sleeps()) /
-                                       static_cast<double>(std::max<std::uint64_t>(n, 1));
-}
-BENCHMARK(BM_LatencySleepRingfork)->Name("BM_LatencySleep/ringfork")->UseRealTime();
 
 }  // namespace
