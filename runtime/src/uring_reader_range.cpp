@@ -46,11 +46,8 @@ void UringReader::read_range(const std::string& path, std::uint64_t file_size,
   const std::uint64_t first_read = range.offset > 0 ? range.offset - 1 : 0;
   files_.assign(1, {.size = file_size, .next_read = first_read, .read_limit = end});
   files_[0].done = range.offset >= end;  // an empty range (or one past the end) owns no line
-  range_ = {.active = true,
-            .skipping = range.offset > 0,
-            .begin = range.offset,
-            .end = end,
-            .overrun = kFirstOverrunBytes};
+  range_ = {
+      .active = true, .skipping = range.offset > 0, .end = end, .overrun = kFirstOverrunBytes};
   next_file_ = 0;
   head_file_ = UINT32_MAX;
   emit_offset_ = 0;

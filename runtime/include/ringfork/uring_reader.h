@@ -231,9 +231,8 @@ class UringReader {
   // The range read_range() asked for, while it is being read.
   struct Range {
     bool active = false;
-    bool skipping = false;    // the first line start at or after begin is not found yet
-    std::uint64_t begin = 0;  // lines starting in [begin, end) are delivered
-    std::uint64_t end = 0;
+    bool skipping = false;      // the first line start in the range is not found yet
+    std::uint64_t end = 0;      // lines starting before here (and in the range) are delivered
     std::uint64_t overrun = 0;  // how far past end the next extension of read_limit reaches
   };
   struct Registered {
