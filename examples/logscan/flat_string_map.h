@@ -28,6 +28,8 @@
 #include <utility>
 #include <vector>
 
+#include "huge_page_allocator.h"
+
 namespace logscan {
 
 // The secret of hash_bytes(): 128 bits, as SipHash takes.
@@ -224,7 +226,7 @@ class FlatStringMap {
 
   // Moves every entry into `capacity` slots (a power of two) and an arena of live keys.
   void rehash(std::size_t capacity) {
-    std::vector<Slot> old_slots(capacity);
+    SlotVector old_slots(capacity);
     old_slots.swap(slots_);
     std::string old_arena;
     old_arena.swap(arena_);
@@ -241,8 +243,11 @@ class FlatStringMap {
     }
   }
 
-  std::vector<Slot> slots_;  // size 0 or a power of two
-  std::string arena_;        // the keys, back to back
+  // A table of a million records is tens of MB: in huge pages, its growth costs a few page
+  // faults instead of thousands.
+  using SlotVector = std::vector<Slot, HugePageAllocator<Slot>>;
+  SlotVector slots_;   // size 0 or a power of two
+  std::string arena_;  // the keys, back to back
   std::size_t size_ = 0;
   std::size_t dead_bytes_ = 0;  // arena bytes of erased keys
 };

@@ -1,5 +1,9 @@
 #include "line_parser.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <bit>
 #include <cstring>
 
@@ -80,9 +84,19 @@ constexpr TimestampSlice kTimestampSlices[3] = {TimestampSlice(kTimestampPattern
                                                 TimestampSlice(kTimestampPattern.substr(8)),
                                                 TimestampSlice(kTimestampPattern.substr(16))};
 
-// The first space at or after `p`, or `end`. Tokens are short, so 8 bytes a step beats a
-// call to memchr.
+// The first space at or after `p`, or `end`. Tokens are short, so 16 bytes a step (SSE2,
+// which every x86-64 has), then 8 (SWAR), beats a call to memchr. 16 bytes a step halved
+// find_space's instructions on loggen lines (callgrind: 157 -> 74 a line; the scan's total
+// 17.6 -> 17.1 a byte).
 const char* find_space(const char* p, const char* end) {
+#if defined(__SSE2__)
+  const __m128i spaces = _mm_set1_epi8(' ');
+  for (; end - p >= 16; p += 16) {
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const auto hits = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(bytes, spaces)));
+    if (hits != 0) return p + std::countr_zero(hits);
+  }
+#endif
   for (; end - p >= 8; p += 8) {
     const std::uint64_t hits = bytes_equal(load_word(p), ' ');
     if (hits) return p + std::countr_zero(hits) / 8;

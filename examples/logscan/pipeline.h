@@ -1,12 +1,14 @@
-// The logscan pipeline: an io_uring reader in the calling process feeds chunks of whole lines
-// (in shared pool blocks, never copied) to a ringfork::Pool of worker processes, each of which
-// scans its chunk in place into a PartialReport; the caller merges the partials as they come
-// back. Pairing across chunks, workers and files happens in those merges.
+// The logscan pipeline: the calling process lists the input files and splits each into byte
+// ranges of about chunk_bytes; a ringfork::Pool of worker processes reads each range with
+// io_uring (the lines that start in it, straight into shared pool blocks) and scans it in
+// place into a PartialReport; the caller merges the partials as they come back. Pairing
+// across ranges, workers and files happens in those merges. The caller touches no input
+// byte, so the workers have the cores to themselves.
 //
 // Contract: call scan_paths() from the process that owns the ringfork::Runtime (made first
 // thing in main). It blocks until every input is scanned or the run fails; nothing waits
-// without a bound: a worker that dies fails the run (ScanFailed naming the chunk's file and
-// offset) instead of hanging or yielding a report that silently lacks that chunk.
+// without a bound: a worker that dies fails the run (ScanFailed naming the range's file and
+// offsets) instead of hanging or yielding a report that silently lacks that range.
 #pragma once
 
 #include <cstddef>
@@ -28,13 +30,15 @@ enum ExitStatus : int {
   kExitWorkerDied = 3,  // a worker process crashed or was killed
 };
 
+constexpr std::size_t kMinChunkBytes = 256;
+constexpr std::size_t kMaxChunkBytes = std::size_t{64} << 20;  // the pool's largest block
+
 struct PipelineOptions {
   unsigned jobs = 1;  // worker processes
-  // Read buffer size, 256 B .. 64 MiB. 4 MiB, not more: the reading process copies each
-  // buffer from the page cache, and a smaller destination stays in its CPU cache and needs
-  // fewer freshly faulted pages (measured: about a fifth less CPU in the reading process at
-  // 2-4 MiB than at 8 MiB, the same -j 2 time at 2 and 4 MiB, for the same report; merging
-  // partials costs little per chunk).
+  // Bytes of a range (a worker's task) and of a worker's read buffer, 256 B .. 64 MiB.
+  // 4 MiB: 16 MiB ranges measured no less CPU in the merging parent (its cost is the
+  // records that never pair, not the ranges' edges), and smaller ranges even out the end of
+  // a run between workers.
   std::size_t chunk_bytes = std::size_t{4} << 20;
   bool keep_going = false;  // skip unreadable paths instead of failing
   bool progress = false;    // a progress line on stderr

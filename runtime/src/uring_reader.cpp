@@ -1,6 +1,7 @@
 // UringReader: its set-up (options checked, buffer geometry, the ring), its teardown, and
 // next(), which hands out chunks in file order. The other parts live beside it:
-// uring_reader_paths.cpp (which files a path stands for), uring_reader_reads.cpp (the reads in
+// input_files.cpp (which files a path stands for), uring_reader_range.cpp (byte ranges),
+// uring_reader_reads.cpp (the reads in
 // flight) and uring_reader_lines.cpp (cutting read buffers at line ends).
 #include "ringfork/uring_reader.h"
 
@@ -72,8 +73,13 @@ UringReader::UringReader(BlockPool pool, const std::vector<std::string>& paths,
   read_bytes_ =
       round_down(options_.chunk_bytes - headroom_ - (alignment_ - kBlockAlignment), alignment_);
 
-  for (const std::string& path : paths) expand(path, true);
-  for (const File& file : files_) total_bytes_ += file.size;
+  InputFiles list = list_input_files(paths, options_.keep_going);
+  errors_ = std::move(list.errors);
+  for (InputFile& file : list.files) {
+    files_.push_back({.size = file.size, .read_limit = file.size});
+    total_bytes_ += file.size;
+    paths_.push_back(std::move(file.path));
+  }
 
   ring_ = std::make_unique<io_uring>();
   io_uring_params params{};

@@ -30,6 +30,7 @@ void UringReader::fill_pipeline(std::size_t target) {
       ++next_file_;
       continue;
     }
+    if (file.next_read >= file.read_limit) break;  // a range's end: read on only if needed
     if (file.fd < 0 && !open_file(next_file_)) continue;
     const std::uint32_t index = idle_slots_.back();
     Slot& slot = slots_[index];
@@ -37,8 +38,8 @@ void UringReader::fill_pipeline(std::size_t target) {
     idle_slots_.pop_back();
     slot.file = next_file_;
     slot.file_offset = file.next_read;
-    slot.planned =
-        static_cast<std::size_t>(std::min<std::uint64_t>(read_bytes_, file.size - file.next_read));
+    slot.planned = static_cast<std::size_t>(
+        std::min<std::uint64_t>(read_bytes_, file.read_limit - file.next_read));
     slot.filled = 0;
     slot.retries = 0;
     slot.direct = file.direct;
@@ -253,12 +254,17 @@ void UringReader::finish_head() {
   --file.reads_pending;
   if (error != 0) return fail_file(slot.file, error, failed);
   if (!file.done) {
-    const bool last = truncated || slot.file_offset + slot.planned >= file.size;
+    bool last = truncated || slot.file_offset + slot.planned >= file.size;
     if (slot.file != head_file_) {
       head_file_ = slot.file;
       emit_offset_ = 0;
     }
     try {
+      if (range_.active && !fit_to_range(slot, last)) {
+        if (last) file.done = true;
+        if (file.done && file.reads_pending == 0) close_file(file);
+        return;
+      }
       consume(slot, last);
     } catch (...) {
       abandon_file(slot.file);  // its lines cannot be continued: skip the rest of it

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "ringfork/block_pool.h"
+#include "ringfork/input_files.h"
 #include "ringfork/segment.h"
 
 struct io_uring;  // liburing's ring; kept out of this header
@@ -97,10 +98,13 @@ enum class UringReadMode {
 };
 const char* to_string(UringReadMode mode) noexcept;
 
-struct UringReadError {
-  std::string path;
-  std::error_code error;
-  std::string message;  // what failed, naming the path
+using UringReadError = InputPathError;
+
+// The lines read_range() delivers: those whose first byte lies in [offset, offset + length).
+// Ranges that tile a file hand out each of its lines exactly once, however long the line.
+struct UringLineRange {
+  std::uint64_t offset = 0;
+  std::uint64_t length = 0;
 };
 
 struct UringReaderStats {
@@ -119,10 +123,7 @@ struct UringReaderStats {
 // instance is the creating process's, so make the reader after fork(), in the process that
 // reads; next() from another process throws std::logic_error. Not thread-safe.
 //
-// Paths are files or directories; a directory stands for the regular files beneath it,
-// recursively, each directory's entries in byte order of their names (symlinks to files are
-// read, symlinks to directories are not followed, a dangling symlink is an unreadable path;
-// FIFOs, sockets and devices are passed over).
+// Paths are files or directories, expanded by list_input_files() (input_files.h).
 // Files are read in the order given, each up to the size it had when the reader was made
 // (total_bytes()). A file of size 0 yields no chunk; every other file yields one or more, the last
 // flagged last_in_file().
@@ -139,6 +140,12 @@ struct UringReaderStats {
 // inside its submission; then nothing is waited for, one buffer is in use at a time and the
 // copy's destination stays in the CPU cache (which is what makes page-cached reading as fast
 // as read(2)). stats().max_in_flight shows how far it read ahead.
+//
+// Byte ranges: read_range() points a reader (made with no paths, or done with its files) at
+// one range of one file, so that several processes share a file's lines between them, each
+// with its own reader kept across ranges. A range read starts one byte before the range, to
+// see whether its first byte begins a line (else the partial line is skipped), and goes on
+// past the range's end, a little at a time, until the newline that ends its last line.
 //
 // Blocking: next() waits only for reads it has submitted, at most io_timeout for each.
 // Memory: at most queue_depth buffers plus one long-line block are held by the reader; the
@@ -160,6 +167,12 @@ class UringReader {
 
   // The next chunk in file order, or nullopt when every file is done.
   std::optional<UringChunk> next();
+  // From now on next() delivers the lines of `path` that start in `range` (see UringLineRange),
+  // reading it as a file of `file_size` bytes, then nullopt; files() is {path}. Call only
+  // when next() has nothing left (it returned nullopt, or was never called on a reader made
+  // with no paths): throws std::logic_error otherwise. An unreadable path throws from next().
+  void read_range(const std::string& path, std::uint64_t file_size, UringLineRange range);
+
   // Returns a delivered chunk's block to the pool (same as pool.free(chunk.block)).
   void release(const UringChunk& chunk) noexcept;
 
@@ -190,7 +203,8 @@ class UringReader {
  private:
   struct File {
     std::uint64_t size = 0;
-    std::uint64_t next_read = 0;  // file offset of the next read to issue
+    std::uint64_t next_read = 0;   // file offset of the next read to issue
+    std::uint64_t read_limit = 0;  // reads stop here (size, or a range's end and overrun)
     int fd = -1;
     unsigned reads_pending = 0;  // issued and not yet consumed
     bool direct = false;
@@ -214,13 +228,19 @@ class UringReader {
     std::size_t capacity = 0;
     std::size_t used = 0;
   };
+  // The range read_range() asked for, while it is being read.
+  struct Range {
+    bool active = false;
+    bool skipping = false;      // the first line start in the range is not found yet
+    std::uint64_t end = 0;      // lines starting before here (and in the range) are delivered
+    std::uint64_t overrun = 0;  // how far past end the next extension of read_limit reaches
+  };
   struct Registered {
     std::byte* address = nullptr;
     std::uint64_t last_use = 0;
     unsigned in_flight = 0;
   };
 
-  void expand(const std::string& path, bool top_level);
   void add_error(const std::string& path, int error, const std::string& what);
   void fill_pipeline(std::size_t target);
   bool open_file(std::uint32_t index);
@@ -234,6 +254,7 @@ class UringReader {
   int drop_direct(Slot& slot);
   void abandon_file(std::uint32_t file) noexcept;
   void fail_file(std::uint32_t file, int error, const std::string& what);
+  bool fit_to_range(Slot& slot, bool& last);
   void consume(Slot& slot, bool last);
   void cut_in_place(Slot& slot, std::byte* begin, std::size_t length, bool last);
   void carry(const std::byte* tail, std::size_t length);
@@ -277,6 +298,7 @@ class UringReader {
   std::vector<std::byte> carry_;          // tail of the last read, when it fits the headroom
   LongLine long_;                         // tail of the last read, when it did not
   std::deque<UringChunk> ready_;
+  Range range_;
 
   UringReadMode mode_ = UringReadMode::kPlainReads;
   std::error_code fixed_error_;
