@@ -10,6 +10,7 @@
 #include <new>
 
 #include "pool_wire.h"
+#include "ringfork/cache_line.h"
 
 namespace ringfork {
 namespace {
@@ -35,6 +36,17 @@ SmallBytes text_bytes(const std::string& text) {
 
 TaskOutcome crashed_outcome(const std::string& what, int exit_code) {
   return TaskOutcome{TaskOutcome::kCrashed, text_bytes(what), exit_code};
+}
+
+// Takes `mutex`, polling it for a moment first. The submitting thread is the pool's
+// bottleneck and the dispatcher holds the lock for short spans: sleeping in the kernel for
+// one of them (glibc's mutex sleeps at once) costs far more than the wait.
+std::unique_lock<std::mutex> lock_soon(std::mutex& mutex) {
+  for (int i = 0; i < 128; ++i) {
+    if (mutex.try_lock()) return std::unique_lock(mutex, std::adopt_lock);
+    cpu_relax();
+  }
+  return std::unique_lock(mutex);
 }
 
 }  // namespace
@@ -109,7 +121,7 @@ void PoolCore::start_worker(std::uint32_t index) {
 
 void PoolCore::submit(PoolTrampoline trampoline, std::uintptr_t function,
                       std::span<const std::byte> arguments, Completion on_done) {
-  std::lock_guard lock(mutex_);
+  const std::unique_lock lock = lock_soon(mutex_);
   if (closed_) throw std::logic_error("Pool: task submitted after close() or terminate()");
   Bytes& message = task_message_;
   message.resize(pool_wire::kTaskHeader + arguments.size());
@@ -229,9 +241,11 @@ void PoolCore::take_lent_results(std::vector<Ready>& ready) {
 }
 
 void PoolCore::handle_results(std::span<const Bytes> messages, std::vector<Ready>& ready) {
-  std::lock_guard lock(mutex_);
   for (const Bytes& message : messages) {
     if (message.size() < pool_wire::kResultHeader) continue;
+    // Per message, not per batch: submit() waits on this lock, and short holds let it win
+    // the lock while polling instead of sleeping.
+    const std::unique_lock lock = lock_soon(mutex_);
     std::uint32_t count = 0;
     std::memcpy(&count, message.data() + sizeof(std::uint32_t), sizeof(count));
     RecordReader records(std::span<const std::byte>(message).subspan(pool_wire::kResultHeader));
