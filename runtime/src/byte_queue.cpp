@@ -18,6 +18,11 @@ struct ChainHeader {
 };
 constexpr std::size_t kChainHeaderBytes = sizeof(ChainHeader);
 
+// A short message that travels inside its descriptor: no blocks to own, check or free.
+bool travels_inline(const QueueDescriptor& descriptor) noexcept {
+  return descriptor.payload == 0 && descriptor.length <= QueueDescriptor::kInlineBytes;
+}
+
 }  // namespace
 
 ByteQueue ByteQueue::create(SharedArena& arena, BlockPool& pool, const QueueOptions& options) {
@@ -317,7 +322,7 @@ struct VectorReader {
   bool& done;
   void operator()(const QueueDescriptor& slot) const noexcept {
     const std::uint64_t length = slot.length;
-    if (slot.payload == 0 && length <= QueueDescriptor::kInlineBytes && length <= out.capacity()) {
+    if (travels_inline(slot) && length <= out.capacity()) {
       out.resize(length);
       if (length != 0) std::memcpy(out.data(), slot.inline_bytes, length);
       done = true;
@@ -346,8 +351,7 @@ void ByteQueue::get(std::vector<std::byte>& message, Deadline deadline) {
 }
 
 void ByteQueue::copy_out(const QueueDescriptor& descriptor, std::vector<std::byte>& out) {
-  // A short message travels inside its descriptor: no blocks to own, check or free.
-  if (descriptor.payload == 0 && descriptor.length <= QueueDescriptor::kInlineBytes) {
+  if (travels_inline(descriptor)) {
     out.assign(descriptor.inline_bytes, descriptor.inline_bytes + descriptor.length);
     return;
   }

@@ -4,9 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <limits>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <new>
 
 #include "pool_wire.h"

@@ -63,11 +63,9 @@ bool UringReader::fit_to_range(Slot& slot, bool& last) {
         static_cast<const std::byte*>(std::memchr(slot.target, '\n', slot.filled));
     if (newline == nullptr) {
       // No line starts in the range so far; if the read reached end - 1, none does.
-      if (last || slot.file_offset + slot.filled + 1 >= range_.end) {
-        last = true;
-        return false;
-      }
-      return false;  // the slot keeps its block for the next read
+      // Otherwise the slot keeps its block for the next read.
+      if (slot.file_offset + slot.filled + 1 >= range_.end) last = true;
+      return false;
     }
     const auto skip = static_cast<std::size_t>(newline - slot.target) + 1;
     if (slot.file_offset + skip >= range_.end) {  // the next line starts in a later range

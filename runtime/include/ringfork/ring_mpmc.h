@@ -3,17 +3,13 @@
 // survives participants being killed at any instruction.
 #pragma once
 
-#include <algorithm>
 #include <atomic>
-#include <bit>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <new>
 #include <span>
-#include <stdexcept>
 #include <type_traits>
-#include <vector>
 
 #include "ringfork/arena.h"
 #include "ringfork/cache_line.h"
