@@ -1,5 +1,6 @@
 #include "cli.h"
 
+#include <getopt.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -57,53 +58,85 @@ int misuse(const char* message) {
 std::optional<int> parse_arguments(int argc, char** argv, Arguments& args) {
   args.pipeline.jobs = available_cpus();
   bool no_progress = false;
-  int first = 1;
   if (argc > 1 && std::string_view(argv[1]) == "merge") {
     args.mode = Mode::kMerge;
-    first = 2;
+    --argc;  // getopt then sees "merge" as the program name
+    ++argv;
   }
-  for (int i = first; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    const bool has_value = i + 1 < argc;
-    if (arg == "--help" || arg == "-h") {
-      usage(stdout);
-      return kExitOk;
-    } else if (arg == "--version") {
-      std::printf("logscan %s\n", kVersion);
-      return kExitOk;
-    } else if (arg == "-j" || arg == "--jobs") {
-      const auto jobs = has_value ? parse_count(argv[++i]) : std::nullopt;
-      if (!jobs || *jobs == 0 || *jobs > 256)
-        return misuse("-j takes a number of worker processes from 1 to 256");
-      args.pipeline.jobs = static_cast<unsigned>(*jobs);
-    } else if (arg == "--format") {
-      const std::string_view format = has_value ? argv[++i] : "";
-      if (format != "json" && format != "table") return misuse("--format takes json or table");
-      args.format = std::string(format);
-    } else if (arg == "--partial") {
-      if (!has_value || *argv[i + 1] == '\0') return misuse("--partial takes an output file");
-      args.partial_out = argv[++i];
-    } else if (arg == "--keep-going") {
-      args.pipeline.keep_going = true;
-    } else if (arg == "--no-progress") {
-      no_progress = true;
-    } else if (arg == "--chunk-bytes") {
-      const auto bytes = has_value ? parse_count(argv[++i]) : std::nullopt;
-      if (!bytes || *bytes < 256 || *bytes > (std::uint64_t{64} << 20)) {
-        return misuse("--chunk-bytes takes a number of bytes, 256 to 67108864");
+  // getopt_long, so that -j2, -j 2, --jobs=2 and --jobs 2 all work, and options may follow
+  // the PATHs.
+  enum LongOnly : int { kFormat = 256, kPartial, kKeepGoing, kChunkBytes, kNoProgress, kMpi,
+                        kMpiSplit, kVersion };
+  static const option kOptions[] = {
+      {"help", no_argument, nullptr, 'h'},          {"version", no_argument, nullptr, kVersion},
+      {"jobs", required_argument, nullptr, 'j'},    {"format", required_argument, nullptr, kFormat},
+      {"partial", required_argument, nullptr, kPartial},
+      {"keep-going", no_argument, nullptr, kKeepGoing},
+      {"chunk-bytes", required_argument, nullptr, kChunkBytes},
+      {"no-progress", no_argument, nullptr, kNoProgress},
+      {"mpi", no_argument, nullptr, kMpi},          {"mpi-split", no_argument, nullptr, kMpiSplit},
+      {nullptr, 0, nullptr, 0}};
+  opterr = 0;  // the messages below name the option and point to --help
+  optind = 0;  // glibc: start afresh
+  for (int opt; (opt = getopt_long(argc, argv, ":hj:", kOptions, nullptr)) != -1;) {
+    switch (opt) {
+      case 'h':
+        usage(stdout);
+        return kExitOk;
+      case kVersion:
+        std::printf("logscan %s\n", logscan::kVersion);
+        return kExitOk;
+      case 'j': {
+        const auto jobs = parse_count(optarg);
+        if (!jobs || *jobs == 0 || *jobs > 256) {
+          return misuse("-j takes a number of worker processes from 1 to 256");
+        }
+        args.pipeline.jobs = static_cast<unsigned>(*jobs);
+        break;
       }
-      args.pipeline.chunk_bytes = *bytes;
-    } else if (arg == "--mpi" || arg == "--mpi-split") {
-      args.fleet = arg == "--mpi" ? Fleet::kMpiLocal : Fleet::kMpiSplit;
-    } else if (arg == "--") {
-      for (++i; i < argc; ++i) args.inputs.emplace_back(argv[i]);
-    } else if (arg.starts_with("-") && arg != "-") {
-      std::fprintf(stderr, "logscan: unknown option '%s' (see --help)\n", argv[i]);
-      return kExitBadInput;
-    } else {
-      args.inputs.emplace_back(arg);
+      case kFormat:
+        if (std::string_view(optarg) != "json" && std::string_view(optarg) != "table") {
+          return misuse("--format takes json or table");
+        }
+        args.format = optarg;
+        break;
+      case kPartial:
+        if (*optarg == '\0') return misuse("--partial takes an output file");
+        args.partial_out = optarg;
+        break;
+      case kKeepGoing:
+        args.pipeline.keep_going = true;
+        break;
+      case kNoProgress:
+        no_progress = true;
+        break;
+      case kChunkBytes: {
+        const auto bytes = parse_count(optarg);
+        if (!bytes || *bytes < 256 || *bytes > (std::uint64_t{64} << 20)) {
+          return misuse("--chunk-bytes takes a number of bytes, 256 to 67108864");
+        }
+        args.pipeline.chunk_bytes = *bytes;
+        break;
+      }
+      case kMpi:
+      case kMpiSplit:
+        args.fleet = opt == kMpi ? Fleet::kMpiLocal : Fleet::kMpiSplit;
+        break;
+      case ':':
+        std::fprintf(stderr, "logscan: option '%s' needs a value (see --help)\n", argv[optind - 1]);
+        return kExitBadInput;
+      default: {  // a bad long option is its whole argument; a short one is optopt
+        const std::string_view bad = argv[optind - 1];
+        if (bad.starts_with("--")) {
+          std::fprintf(stderr, "logscan: bad option '%s' (see --help)\n", argv[optind - 1]);
+        } else {
+          std::fprintf(stderr, "logscan: unknown option '-%c' (see --help)\n", optopt);
+        }
+        return kExitBadInput;
+      }
     }
   }
+  for (int i = optind; i < argc; ++i) args.inputs.emplace_back(argv[i]);
   if (args.mode == Mode::kMerge && args.fleet != Fleet::kNone) {
     return misuse("merge combines partial files here; --mpi applies to scans");
   }

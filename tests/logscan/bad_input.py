@@ -272,6 +272,42 @@ class Runner:
                                     f"{err.strip()!r}")
         return problems
 
+    def check_options(self, tmp):
+        """The command line: every spelling of an option gives the same report, options may
+        follow the PATHs, and misuse exits 2 naming the option, with no report."""
+        root = tmp / "options"
+        root.mkdir(parents=True)
+        log = root / "a.log"
+        log.write_bytes(f"{TS} INFO [h] msg=ok\n{TS} WARN [h] msg=hm\n".encode())
+        expected = report(1, log.stat().st_size, 2, levels={"INFO": 1, "WARN": 1})
+        problems = []
+        logscan = self.args.logscan
+        for args in (["-j1"], ["-j", "1"], ["--jobs=2"], ["--jobs", "2"], ["-j2", "--no-progress"],
+                     ["--chunk-bytes=256"], ["--format=json"], ["--", log]):
+            cmd = [logscan, *args] + ([] if "--" in args else [log])
+            try:
+                diff = first_difference(expected, report_of(cmd, self.args.timeout))
+            except (AssertionError, ValueError) as e:
+                diff = str(e)
+            if diff:
+                problems.append(f"  {args}: {diff}")
+        code, out, _ = run([logscan, log, "-j", "1", "--format", "table"], self.args.timeout)
+        if code != 0 or b"WARN" not in out:
+            problems.append(f"  options after the PATH: exit {code}, {out[:200]!r}")
+        for args, named in [(["-x"], "-x"), (["--bogus"], "--bogus"), (["-j0"], "-j"),
+                            (["--jobs=abc"], "-j"), (["-j", "257"], "-j"),
+                            (["--format=xml"], "--format"), (["--chunk-bytes", "255"],
+                                                             "--chunk-bytes"),
+                            (["--partial="], "--partial"), (["--help=x"], "--help=x")]:
+            code, out, err = run([logscan, *args, log], self.args.timeout)
+            if code != 2 or out or named not in err:
+                problems.append(f"  {args}: expected exit 2, no report and {named!r} on "
+                                f"stderr; got {code}, {len(out)} bytes, {err.strip()!r}")
+        code, out, err = run([logscan, log, "--jobs"], self.args.timeout)
+        if code != 2 or out or "--jobs" not in err:
+            problems.append(f"  a missing value: got {code}, {len(out)} bytes, {err.strip()!r}")
+        return problems
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -281,15 +317,16 @@ def main():
     ap.add_argument("--timeout", type=float, default=300, help="seconds a run may take")
     ap.add_argument("--no-python", action="store_true",
                     help="logscan only (sanitized builds: the plain build cross-checks Python)")
-    ap.add_argument("cases", nargs="*", help=f"of {', '.join(CASES)}, paths")
+    ap.add_argument("cases", nargs="*", help=f"of {', '.join(CASES)}, paths, options")
     args = ap.parse_args()
     runner = Runner(args)
-    names = args.cases or list(CASES) + ["paths"]
+    names = args.cases or list(CASES) + ["paths", "options"]
     passed = failed = 0
     with tempfile.TemporaryDirectory(prefix="logscan-bad-input-") as tmp:
         for name in names:
-            problems = runner.check_paths(pathlib.Path(tmp)) if name == "paths" else \
-                runner.check_case(name, pathlib.Path(tmp))
+            checks = {"paths": runner.check_paths, "options": runner.check_options}
+            check = checks.get(name, lambda tmp: runner.check_case(name, tmp))
+            problems = check(pathlib.Path(tmp))
             if problems:
                 failed += 1
                 print(f"FAIL {name}\n" + "\n".join(problems), flush=True)
