@@ -80,9 +80,4 @@ void prefault_ring(ringfork::SpscRing<T>& ring) {
   std::memset(static_cast<void*>(slots.data()), 0, slots.size_bytes());
 }
 
-inline void set_processed(benchmark::State& state, std::size_t message_bytes) {
-  state.SetItemsProcessed(state.iterations());
-  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(message_bytes));
-}
-
 }  // namespace ringfork::bench
