@@ -30,18 +30,23 @@ struct BenchPool {
   BlockPool pool;
 };
 
-void BM_PoolAllocFree(benchmark::State& state) {
-  const auto bytes = static_cast<std::size_t>(state.range(0));
-  BenchPool f;
+// The timed loop: one allocate + free pair per iteration.
+void time_allocate_free_pairs(benchmark::State& state, BlockPool& pool, std::size_t bytes) {
   for (auto _ : state) {
     std::uint64_t block = 0;
-    if (f.pool.allocate(bytes, block)) {
+    if (pool.allocate(bytes, block)) {
       state.SkipWithError("BlockPool::allocate failed");
       break;
     }
     benchmark::DoNotOptimize(block);
-    f.pool.free(block);
+    pool.free(block);
   }
+}
+
+void BM_PoolAllocFree(benchmark::State& state) {
+  const auto bytes = static_cast<std::size_t>(state.range(0));
+  BenchPool f;
+  time_allocate_free_pairs(state, f.pool, bytes);
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_PoolAllocFree)->Arg(64)->Arg(4096)->Arg(1 << 20);
@@ -81,15 +86,7 @@ void BM_PoolAllocFreeXproc(benchmark::State& state) {
   }
   // acquire: pairs with the child's release.
   while (control->running.load(std::memory_order_acquire) == 0) std::this_thread::yield();
-  for (auto _ : state) {
-    std::uint64_t block = 0;
-    if (f.pool.allocate(bytes, block)) {
-      state.SkipWithError("BlockPool::allocate failed");
-      break;
-    }
-    benchmark::DoNotOptimize(block);
-    f.pool.free(block);
-  }
+  time_allocate_free_pairs(state, f.pool, bytes);
   control->stop.store(1, std::memory_order_relaxed);  // relaxed: see the child's loop
   int status = 0;
   ::waitpid(child, &status, 0);

@@ -470,25 +470,10 @@ void BM_LatencySpin(benchmark::State& state, int /*bare*/) {
         return 0;
       },
       cpus.consumer);
-  rb::LatencyRecorder latency(static_cast<std::int64_t>(n));
-  bool failed = false;
-  while (state.KeepRunningBatch(static_cast<benchmark::IterationCount>(n))) {
-    rb::PeerWatch watch(&child);
-    std::int64_t last = rb::now_ns();
-    for (std::uint64_t r = 1; r <= n; ++r) {
-      send_line(pp->ping, r);
-      if (!await_line(pp->pong, r, watch)) {
-        failed = true;
-        break;
-      }
-      const std::int64_t now = rb::now_ns();  // one clock read per round
-      latency.add(now - last);
-      last = now;
-    }
-  }
-  if (failed) child.kill_now();
-  if (!rb::finish_peer(state, child, "ponger")) return;
-  latency.report(state, 2.0);
+  rb::time_spin_pingpong(state, child, [&](std::uint64_t r, rb::PeerWatch& watch) {
+    send_line(pp->ping, r);
+    return await_line(pp->pong, r, watch);
+  });
 }
 BENCHMARK_CAPTURE(BM_LatencySpin, bare, 0)->UseRealTime();
 

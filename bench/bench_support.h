@@ -1,5 +1,6 @@
 // Helpers for cross-process Google Benchmark suites: shared memory, a forked peer that is
-// always reaped, CPU pinning, message stamping/checking and latency percentiles.
+// always reaped, CPU pinning, message stamping/checking, latency percentiles and the timed
+// loop of a polling ping-pong.
 //
 // The pattern every cross-process benchmark follows (see baselines_bench.cpp):
 //
@@ -279,6 +280,12 @@ inline bool finish_peer(benchmark::State& state, ForkedPeer& peer, const char* w
   return false;
 }
 
+// Reports one item per iteration, each `message_bytes` long.
+inline void set_processed(benchmark::State& state, std::size_t message_bytes) {
+  state.SetItemsProcessed(state.iterations());
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(message_bytes));
+}
+
 // ---- Waiting on a flag in shared memory ------------------------------------------------
 
 // Spins (then yields) until `pred()` or the watchdog expires; returns whether pred held.
@@ -429,5 +436,30 @@ class LatencyRecorder {
   std::size_t max_samples_;
   std::vector<std::int64_t> samples_;
 };
+
+// The parent's side of a ping-pong in which both sides poll: per batch, rounds 1..n of
+// `round(r, watch)`, which sends ping r, polls for pong r (giving up once `watch.ok()` fails)
+// and returns whether it came back intact. One clock read per round, so a sample is one round
+// trip. Afterwards a ponger left waiting by a failed round is killed, a failed ponger marks
+// the benchmark failed, and otherwise the one-way latency (half the round trip) is reported.
+template <class Round>
+void time_spin_pingpong(benchmark::State& state, ForkedPeer& ponger, Round&& round) {
+  const auto n = static_cast<std::uint64_t>(state.max_iterations);
+  LatencyRecorder latency(static_cast<std::int64_t>(n));
+  bool failed = false;
+  while (state.KeepRunningBatch(static_cast<benchmark::IterationCount>(n))) {
+    PeerWatch watch(&ponger);
+    std::int64_t last = now_ns();
+    for (std::uint64_t r = 1; r <= n && !failed; ++r) {
+      failed = !round(r, watch);
+      const std::int64_t now = now_ns();
+      latency.add(now - last);
+      last = now;
+    }
+  }
+  if (failed) ponger.kill_now();
+  if (!finish_peer(state, ponger, "ponger")) return;
+  latency.report(state, 2.0);
+}
 
 }  // namespace ringfork::bench

@@ -82,30 +82,18 @@ void BM_LatencySpinRingfork(benchmark::State& state) {
         return 0;
       },
       cpus.consumer);
-  rb::LatencyRecorder latency(static_cast<std::int64_t>(n));
-  bool failed = false;
   PingMessage m;
   rb::stamp_message_full(m.bytes, sizeof(m.bytes), 0);
-  while (state.KeepRunningBatch(static_cast<benchmark::IterationCount>(n))) {
-    rb::PeerWatch watch(&child);
-    std::int64_t last = rb::now_ns();
-    for (std::uint64_t r = 1; r <= n && !failed; ++r) {
-      rb::stamp_message(m.bytes, sizeof(m.bytes), r);
-      failed = rings.ping.try_push(m) != RingStatus::kOk;
-      PingMessage reply;
-      while (!failed && rings.pong.try_pop(reply) != RingStatus::kOk) {
-        if (!watch.ok()) failed = true;
-        cpu_relax();
-      }
-      failed = failed || !check_ping(reply, r);
-      const std::int64_t now = rb::now_ns();
-      latency.add(now - last);
-      last = now;
+  rb::time_spin_pingpong(state, child, [&](std::uint64_t r, rb::PeerWatch& watch) {
+    rb::stamp_message(m.bytes, sizeof(m.bytes), r);
+    if (rings.ping.try_push(m) != RingStatus::kOk) return false;
+    PingMessage reply;
+    while (rings.pong.try_pop(reply) != RingStatus::kOk) {
+      if (!watch.ok()) return false;
+      cpu_relax();
     }
-  }
-  if (failed) child.kill_now();
-  if (!rb::finish_peer(state, child, "ponger")) return;
-  latency.report(state, 2.0);
+    return check_ping(reply, r);
+  });
 }
 BENCHMARK(BM_LatencySpinRingfork)->Name("BM_LatencySpin/ringfork")->UseRealTime();
 

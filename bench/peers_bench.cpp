@@ -105,10 +105,7 @@ void BM_BoostMqXproc(benchmark::State& state) {
     }
     wait_flag(hs->done, consumer);
   }
-  if (rb::finish_peer(state, consumer, "consumer")) {
-    state.SetItemsProcessed(state.iterations());
-    state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(size));
-  }
+  if (rb::finish_peer(state, consumer, "consumer")) rb::set_processed(state, size);
 }
 BENCHMARK(BM_BoostMqXproc)->Arg(64)->Arg(4096)->UseRealTime();
 
@@ -139,33 +136,18 @@ void BM_LatencySpinBoost(benchmark::State& state) {
         return 0;
       },
       cpus.consumer);
-  rb::LatencyRecorder latency(static_cast<std::int64_t>(n));
   unsigned char message[kSize];
   rb::stamp_message_full(message, kSize, 0);
-  bool failed = false;
-  while (state.KeepRunningBatch(static_cast<benchmark::IterationCount>(n))) {
-    rb::PeerWatch watch(&child);
-    std::int64_t last = rb::now_ns();
-    for (std::uint64_t r = 1; r <= n && !failed; ++r) {
-      rb::stamp_message(message, kSize, r);
-      ping.send(message, kSize, 0);
-      bip::message_queue::size_type received = 0;
-      unsigned int priority = 0;
-      while (!pong.try_receive(message, kSize, received, priority)) {
-        if (!watch.ok()) {
-          failed = true;
-          break;
-        }
-      }
-      failed = failed || received != kSize || !rb::check_message(message, kSize, r);
-      const std::int64_t now = rb::now_ns();
-      latency.add(now - last);
-      last = now;
+  rb::time_spin_pingpong(state, child, [&](std::uint64_t r, rb::PeerWatch& watch) {
+    rb::stamp_message(message, kSize, r);
+    ping.send(message, kSize, 0);
+    bip::message_queue::size_type received = 0;
+    unsigned int priority = 0;
+    while (!pong.try_receive(message, kSize, received, priority)) {
+      if (!watch.ok()) return false;
     }
-  }
-  if (failed) child.kill_now();
-  if (!rb::finish_peer(state, child, "ponger")) return;
-  latency.report(state, 2.0);
+    return received == kSize && rb::check_message(message, kSize, r);
+  });
 }
 BENCHMARK(BM_LatencySpinBoost)->Name("BM_LatencySpin/boost")->UseRealTime();
 #endif  // RINGFORK_HAVE_BOOST_IPC
@@ -275,10 +257,7 @@ void BM_ZmqIpcXproc(benchmark::State& state) {
     }
     wait_flag(hs->done, consumer);
   }
-  if (rb::finish_peer(state, consumer, "consumer")) {
-    state.SetItemsProcessed(state.iterations());
-    state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(size));
-  }
+  if (rb::finish_peer(state, consumer, "consumer")) rb::set_processed(state, size);
 }
 BENCHMARK(BM_ZmqIpcXproc)->Arg(64)->Arg(4096)->UseRealTime();
 
@@ -321,21 +300,12 @@ void BM_LatencySpinZmq(benchmark::State& state) {
     return got == static_cast<int>(kSize) && rb::check_message(message, kSize, r);
   };
   rb::PeerWatch warmup_watch(&child);
-  bool failed = !round(0, warmup_watch);
-  rb::LatencyRecorder latency(static_cast<std::int64_t>(n));
-  while (state.KeepRunningBatch(static_cast<benchmark::IterationCount>(n))) {
-    rb::PeerWatch watch(&child);
-    std::int64_t last = rb::now_ns();
-    for (std::uint64_t r = 1; r <= n && !failed; ++r) {
-      failed = !round(r, watch);
-      const std::int64_t now = rb::now_ns();
-      latency.add(now - last);
-      last = now;
-    }
+  if (!round(0, warmup_watch)) {
+    child.kill_now();
+    rb::finish_peer(state, child, "ponger");
+    return;
   }
-  if (failed) child.kill_now();
-  if (!rb::finish_peer(state, child, "ponger")) return;
-  latency.report(state, 2.0);
+  rb::time_spin_pingpong(state, child, round);
 }
 BENCHMARK(BM_LatencySpinZmq)->Name("BM_LatencySpin/zmq")->UseRealTime();
 #endif  // RINGFORK_HAVE_ZMQ

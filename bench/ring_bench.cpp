@@ -71,41 +71,33 @@ void spsc_xproc(benchmark::State& state) {
 
   const rb::CpuPair cpus = rb::pick_cpus();
   rb::ScopedPin pin(cpus.producer);
-  rb::ForkedPeer consumer(
-      [&]() -> int {
-        std::uint64_t bad = 0;
-        hs->consumer_ready.value.store(1, std::memory_order_release);
-        if constexpr (kBatched) {
-          rb::PeerWatch watch;
-          std::vector<Message> batch(kBatch);
-          for (std::uint64_t seq = 0; seq < n;) {
-            const std::size_t taken = ring.try_pop_batch(batch);
-            if (taken == 0) {
-              if (!watch.ok()) return 3;
-              cpu_relax();
-              continue;
-            }
-            for (std::size_t i = 0; i < taken; ++i, ++seq) {
-              bad += !rb::check_message(batch[i].bytes, kSize, seq);
-            }
-          }
-        } else {
-          const Deadline deadline = Deadline::after(rb::kWatchdog);
-          Message message;
-          for (std::uint64_t seq = 0; seq < n; ++seq) {
-            if (ring.pop(message, deadline) != RingStatus::kOk) return 3;
-            bad += !rb::check_message(message.bytes, kSize, seq);
-          }
+  rb::ForkedPeer consumer = rb::fork_consumer(*hs, cpus.consumer, [&]() -> int {
+    std::uint64_t bad = 0;
+    if constexpr (kBatched) {
+      rb::PeerWatch watch;
+      std::vector<Message> batch(kBatch);
+      for (std::uint64_t seq = 0; seq < n;) {
+        const std::size_t taken = ring.try_pop_batch(batch);
+        if (taken == 0) {
+          if (!watch.ok()) return 3;
+          cpu_relax();
+          continue;
         }
-        hs->consumer_done.value.store(1, std::memory_order_release);
-        return bad == 0 ? 0 : 1;
-      },
-      cpus.consumer);
-
-  if (!await_flag(hs->consumer_ready, 1, &consumer)) {
-    state.SkipWithError("consumer did not start");
-    return;
-  }
+        for (std::size_t i = 0; i < taken; ++i, ++seq) {
+          bad += !rb::check_message(batch[i].bytes, kSize, seq);
+        }
+      }
+    } else {
+      const Deadline deadline = Deadline::after(rb::kWatchdog);
+      Message message;
+      for (std::uint64_t seq = 0; seq < n; ++seq) {
+        if (ring.pop(message, deadline) != RingStatus::kOk) return 3;
+        bad += !rb::check_message(message.bytes, kSize, seq);
+      }
+    }
+    return bad == 0 ? 0 : 1;
+  });
+  if (!rb::await_consumer_ready(state, *hs, consumer)) return;
   while (state.KeepRunningBatch(static_cast<benchmark::IterationCount>(n))) {
     bool failed = false;
     if constexpr (kBatched) {
@@ -373,26 +365,18 @@ void BM_QueueXproc(benchmark::State& state) {
 
   const rb::CpuPair cpus = rb::pick_cpus();
   rb::ScopedPin pin(cpus.producer);
-  rb::ForkedPeer consumer(
-      [&]() -> int {
-        std::vector<std::byte> message;
-        message.reserve(size);
-        std::uint64_t bad = 0;
-        hs->consumer_ready.value.store(1, std::memory_order_release);
-        const Deadline deadline = Deadline::after(rb::kWatchdog);
-        for (std::uint64_t seq = 0; seq < n; ++seq) {
-          queue.get(message, deadline);  // throws Empty on the watchdog: exit code 70
-          bad += message.size() != size || !rb::check_message(message.data(), size, seq);
-        }
-        hs->consumer_done.value.store(1, std::memory_order_release);
-        return bad == 0 ? 0 : 1;
-      },
-      cpus.consumer);
-
-  if (!await_flag(hs->consumer_ready, 1, &consumer)) {
-    state.SkipWithError("consumer did not start");
-    return;
-  }
+  rb::ForkedPeer consumer = rb::fork_consumer(*hs, cpus.consumer, [&]() -> int {
+    std::vector<std::byte> message;
+    message.reserve(size);
+    std::uint64_t bad = 0;
+    const Deadline deadline = Deadline::after(rb::kWatchdog);
+    for (std::uint64_t seq = 0; seq < n; ++seq) {
+      queue.get(message, deadline);  // throws Empty on the watchdog: exit code 70
+      bad += message.size() != size || !rb::check_message(message.data(), size, seq);
+    }
+    return bad == 0 ? 0 : 1;
+  });
+  if (!rb::await_consumer_ready(state, *hs, consumer)) return;
   std::vector<std::byte> message(size);
   rb::stamp_message_full(message.data(), size, 0);
   while (state.KeepRunningBatch(static_cast<benchmark::IterationCount>(n))) {

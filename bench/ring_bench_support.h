@@ -1,5 +1,6 @@
 // What ring_bench.cpp and latency_bench.cpp share: fixed-size payloads, handshake flags
-// between the two forked sides, and the shared memory both map.
+// between the two forked sides, the forked consumer of a one-way run, and the shared memory
+// both map.
 #pragma once
 
 #include <sched.h>
@@ -56,6 +57,30 @@ inline bool await_flag(const Flag& flag, std::uint64_t at_least, ForkedPeer* pee
   return true;
 }
 
+// Forks the consumer of a one-way run, pinned to `cpu`: it raises `hs.consumer_ready`, runs
+// `consume()` (its exit code: 0 when every message arrived intact and in order), then raises
+// `hs.consumer_done`, which the producer's timed batch waits for.
+template <class Consume>
+ForkedPeer fork_consumer(Handshake& hs, int cpu, Consume&& consume) {
+  return ForkedPeer(
+      [&]() -> int {
+        // release (both flags): pairs with await_flag's acquire in the producer.
+        hs.consumer_ready.value.store(1, std::memory_order_release);
+        const int code = consume();
+        hs.consumer_done.value.store(1, std::memory_order_release);
+        return code;
+      },
+      cpu);
+}
+
+// Waits until the forked consumer runs; a dead or hung one marks the benchmark failed.
+inline bool await_consumer_ready(benchmark::State& state, const Handshake& hs,
+                                 ForkedPeer& consumer) {
+  if (await_flag(hs.consumer_ready, 1, &consumer)) return true;
+  state.SkipWithError("consumer did not start");
+  return false;
+}
+
 // A segment and the arena laid over it, made before fork so both sides share them. The
 // arena points at the segment: neither may move.
 struct SharedMemory {
@@ -78,11 +103,6 @@ template <class T>
 void prefault_ring(ringfork::SpscRing<T>& ring) {
   std::span<T> slots = ring.reserve(ring.capacity());  // nothing is committed
   std::memset(static_cast<void*>(slots.data()), 0, slots.size_bytes());
-}
-
-inline void set_processed(benchmark::State& state, std::size_t message_bytes) {
-  state.SetItemsProcessed(state.iterations());
-  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(message_bytes));
 }
 
 }  // namespace ringfork::bench
