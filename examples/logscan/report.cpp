@@ -1,6 +1,7 @@
 #include "report.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <map>
 #include <stdexcept>
@@ -164,16 +165,10 @@ void PartialReport::add_call(const Record& record, const PayloadVerdict& payload
   const bool has_dur = response && record.dur_ms != kMissing;
   if (has_dur) stats.latency.add(record.dur_ms);
   if (record.req_id.empty()) return;  // never pairs
-  Waiting w;
-  if (response) {
-    w.has_response = true;
-    w.response_ts = record.timestamp_ms;
-    w.response_has_latency = has_dur;
-  } else {
-    w.has_request = true;
-    w.request_ts = record.timestamp_ms;
-  }
-  wait(id, record.req_id, w);
+  wait(id, record.req_id,
+       {.timestamp_ms = record.timestamp_ms,
+        .is_response = response,
+        .response_has_latency = has_dur});
 }
 
 void PartialReport::wait(CallId call, std::string_view req_id, const Waiting& record) {
@@ -184,38 +179,37 @@ void PartialReport::wait(CallId call, std::string_view req_id, const Waiting& re
     char key[kShortKey];
     std::memcpy(key, &call, sizeof call);
     std::memcpy(key + sizeof call, req_id.data(), req_id.size());
-    wait(std::string_view(key, sizeof call + req_id.size()), record);
+    const std::string_view packed(key, sizeof call + req_id.size());
+    wait(packed, hash_bytes(packed), record);
     return;
   }
   key_scratch_.assign(reinterpret_cast<const char*>(&call), sizeof call);
   key_scratch_.append(req_id);
-  wait(key_scratch_, record);
+  wait(key_scratch_, hash_bytes(key_scratch_), record);
 }
 
-void PartialReport::wait(std::string_view key, const Waiting& record) {
-  const auto found = waiting_.find_or_insert(key, hash_bytes(key));
+void PartialReport::wait(std::string_view key, std::uint64_t hash, const Waiting& record) {
+  const auto found = waiting_.find_or_insert(key, hash);
   Waiting& w = found.value;
-  if (record.has_request) {
-    w.has_request = true;
-    w.request_ts = record.request_ts;
+  // A second request (or response) under one key is outside the contract: the later wins.
+  if (found.inserted || w.is_response == record.is_response) {
+    w = record;
+    return;
   }
-  if (record.has_response) {
-    w.has_response = true;
-    w.response_ts = record.response_ts;
-    w.response_has_latency = record.response_has_latency;
-  }
-  if (w.has_request && w.has_response) {
-    const Waiting both = w;
-    waiting_.erase(found.slot);
-    CallId call;
-    std::memcpy(&call, key.data(), sizeof call);
-    pair(call, both);
+  const Waiting partner = w;
+  waiting_.erase(found.slot);
+  CallId call;
+  std::memcpy(&call, key.data(), sizeof call);
+  if (record.is_response) {
+    pair(call, partner, record);
+  } else {
+    pair(call, record, partner);
   }
 }
 
-void PartialReport::pair(CallId call, const Waiting& both) {
-  if (both.response_has_latency) return;  // its dur_ms counted already
-  const std::int64_t latency = both.response_ts - both.request_ts;
+void PartialReport::pair(CallId call, const Waiting& request, const Waiting& response) {
+  if (response.response_has_latency) return;  // its dur_ms counted already
+  const std::int64_t latency = response.timestamp_ms - request.timestamp_ms;
   if (latency < 0) return;  // clocks disagree: not counted
   calls_[call].stats.latency.add(latency);
 }
@@ -256,6 +250,15 @@ void PartialReport::merge(PartialReport&& other) {
   other = PartialReport{};
 }
 
+void PartialReport::clear() {
+  for (std::uint64_t* v : {&files, &bytes, &lines, &blank, &malformed}) *v = 0;
+  levels = {};
+  calls_.clear();
+  call_ids_.clear();
+  call_tags_.clear();
+  waiting_.clear();
+}
+
 FinalReport PartialReport::finish() {
   FinalReport report;
   report.files = files;
@@ -268,8 +271,8 @@ FinalReport PartialReport::finish() {
     CallId call;
     std::memcpy(&call, key.data(), sizeof call);
     CallCounts& c = calls_[call].stats.counts;
-    c.unmatched_requests += w.has_request;
-    c.unmatched_responses += w.has_response;
+    c.unmatched_requests += !w.is_response;
+    c.unmatched_responses += w.is_response;
   });
   // Names that differ only in invalid bytes decode alike; they share one entry.
   std::map<std::string, CallStats> by_name;  // UTF-8 byte order is code point order
@@ -337,15 +340,14 @@ std::uint8_t get_waiting_flags(Reader& r) {
 
 PartialReport::Waiting PartialReport::read_waiting(std::string_view& in) {
   Reader r{in};
-  Waiting w;
-  w.request_ts = r.get<std::int64_t>();
-  w.response_ts = r.get<std::int64_t>();
+  const auto request_ts = r.get<std::int64_t>();
+  const auto response_ts = r.get<std::int64_t>();
   const std::uint8_t flags = get_waiting_flags(r);
-  w.has_request = (flags & kHasRequest) != 0;
-  w.has_response = (flags & kHasResponse) != 0;
-  w.response_has_latency = (flags & kResponseHasLatency) != 0;
   in = r.in;
-  return w;
+  const bool is_response = (flags & kHasResponse) != 0;
+  return {.timestamp_ms = is_response ? response_ts : request_ts,
+          .is_response = is_response,
+          .response_has_latency = (flags & kResponseHasLatency) != 0};
 }
 
 std::string PartialReport::encode() const {
@@ -373,10 +375,9 @@ std::string PartialReport::encode() const {
   // Field by field, not the struct: no padding bytes, and flags a reader can check.
   waiting_.for_each([&](std::string_view key, const Waiting& w) {
     put_bytes(out, key);
-    put(out, w.request_ts);
-    put(out, w.response_ts);
-    put(out, static_cast<std::uint8_t>((w.has_request ? kHasRequest : 0) |
-                                       (w.has_response ? kHasResponse : 0) |
+    put(out, w.is_response ? std::int64_t{0} : w.timestamp_ms);  // the request's
+    put(out, w.is_response ? w.timestamp_ms : std::int64_t{0});  // the response's
+    put(out, static_cast<std::uint8_t>((w.is_response ? kHasResponse : kHasRequest) |
                                        (w.response_has_latency ? kResponseHasLatency : 0)));
   });
   return out;
@@ -446,14 +447,46 @@ void PartialReport::merge_encoded(std::string_view encoded) {
       stats.latency.add(value, r.get<std::uint64_t>());
     }
   }
+  // Most of the merged table's lookups miss the cache (its records wait for partners in
+  // other partials), so records go in batches: hashed, their home slots prefetched, then
+  // merged in order, as one by one (a record still pairs with an earlier one of its batch).
+  struct Pending {
+    std::uint64_t hash;
+    Waiting record;
+    std::uint8_t key_size;
+    char key[ShortKey::kMaxBytes];
+  };
+  constexpr std::size_t kBatch = 16;  // measured: 8 to 32 alike
+  std::array<Pending, kBatch> batch;
+  std::size_t pending = 0;
+  const auto flush = [&] {
+    for (std::size_t i = 0; i < pending; ++i) {
+      wait(std::string_view(batch[i].key, batch[i].key_size), batch[i].hash, batch[i].record);
+    }
+    pending = 0;
+  };
   for (auto n = r.get<std::uint64_t>(); n > 0; --n) {
     const std::string_view key = r.bytes();
     CallId call;
     if (key.size() < sizeof call) throw std::invalid_argument("PartialReport::decode: bad key");
     std::memcpy(&call, key.data(), sizeof call);
     if (call >= ids.size()) throw std::invalid_argument("PartialReport::decode: bad call id");
-    wait(ids[call], key.substr(sizeof call), read_waiting(r.in));
+    const Waiting record = read_waiting(r.in);
+    if (key.size() > ShortKey::kMaxBytes) {  // rare: merged alone, after the batch
+      flush();
+      wait(ids[call], key.substr(sizeof call), record);
+      continue;
+    }
+    Pending& next = batch[pending++];
+    next.record = record;
+    next.key_size = static_cast<std::uint8_t>(key.size());
+    std::memcpy(next.key, &ids[call], sizeof call);  // this report's id for the call
+    std::memcpy(next.key + sizeof call, key.data() + sizeof call, key.size() - sizeof call);
+    next.hash = hash_bytes(std::string_view(next.key, next.key_size));
+    waiting_.prefetch(next.hash);
+    if (pending == kBatch) flush();
   }
+  flush();
   if (!r.in.empty()) throw std::invalid_argument("PartialReport::decode: trailing bytes");
 }
 

@@ -98,6 +98,10 @@ class PartialReport {
 
   std::size_t waiting() const { return waiting_.size(); }
 
+  // Empties this report as if new, keeping its tables' memory: a worker that scans range
+  // after range into one report then grows its waiting table once, not once per range.
+  void clear();
+
   // A call name's first and last 8 bytes and its size, compared by call_id().
   struct CallTag {
     std::uint64_t head = 0;  // the name's first 8 bytes, zero-padded
@@ -118,12 +122,11 @@ class PartialReport {
 
  private:
   // A record with a req_id whose partner has not been seen: the key is the call's id (4
-  // bytes, an index into calls_) and the req_id; both halves of a pair meet under one key.
+  // bytes, an index into calls_) and the req_id; both halves of a pair meet under one key,
+  // and are then removed, so a waiting entry is always one half.
   struct Waiting {
-    std::int64_t request_ts = 0;
-    std::int64_t response_ts = 0;
-    bool has_request = false;
-    bool has_response = false;
+    std::int64_t timestamp_ms = 0;
+    bool is_response = false;
     bool response_has_latency = false;  // from its dur_ms: timestamps not needed
   };
   struct Call {
@@ -137,8 +140,9 @@ class PartialReport {
   // name, and call_ids_ takes over beyond.
   CallId call_id(std::string_view call);
   void wait(CallId call, std::string_view req_id, const Waiting& record);
-  void wait(std::string_view key, const Waiting& record);  // key: call id bytes, req_id
-  void pair(CallId call, const Waiting& both);
+  // key: call id bytes, req_id; hash: its hash_bytes()
+  void wait(std::string_view key, std::uint64_t hash, const Waiting& record);
+  void pair(CallId call, const Waiting& request, const Waiting& response);
   // Reads one encoded waiting record (after its key) from the front of `in`.
   static Waiting read_waiting(std::string_view& in);
   // Moves `other`'s calls in; the result maps other's ids to this report's.

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -95,6 +97,79 @@ TEST(PartialReport, MergeEncodedEqualsMergeOfDecoded) {
   }
   PartialReport total;
   EXPECT_THROW(total.merge_encoded("garbage"), std::invalid_argument);
+}
+
+// Encoded waiting records in the format of PartialReport::encode(), for records no scan
+// produces: two encoded calls of one name, so that keys of both meet in the merged table.
+class EncodedPartial {
+ public:
+  explicit EncodedPartial(std::uint64_t calls) {
+    bytes_ = PartialReport{}.encode();
+    bytes_.resize(bytes_.size() - 2 * sizeof(std::uint64_t));  // its (zero) call and record counts
+    put(calls);
+    for (std::uint64_t i = 0; i < calls; ++i) {
+      put(std::uint64_t{1});
+      bytes_ += 'a';
+      put(logscan::CallCounts{});
+      put(std::uint64_t{0});  // no latency values
+    }
+  }
+  void start_records(std::uint64_t n) { put(n); }
+  void record(std::uint32_t call, std::string_view req_id, std::int64_t ts, bool response) {
+    put(std::uint64_t{sizeof call + req_id.size()});
+    put(call);
+    bytes_ += req_id;
+    put(response ? std::int64_t{0} : ts);
+    put(response ? ts : std::int64_t{0});
+    put(std::uint8_t{response ? std::uint8_t{2} : std::uint8_t{1}});
+  }
+  const std::string& bytes() const { return bytes_; }
+
+ private:
+  template <class T>
+  void put(const T& value) {
+    bytes_.append(reinterpret_cast<const char*>(&value), sizeof value);
+  }
+  std::string bytes_;
+};
+
+// merge_encoded() prefetches a batch of records before merging them: a record must still
+// pair with one just before it in the same batch, with one a batch earlier, and across the
+// long-key path that merges alone.
+TEST(PartialReport, MergeEncodedPairsWithinAndAcrossBatches) {
+  EncodedPartial encoded(2);  // calls 0 and 1 are both "a": one call once merged
+  const std::string long_id = "a-req-id-longer-than-a-slot";
+  encoded.start_records(26);
+  encoded.record(0, "p", 100, false);
+  encoded.record(1, "p", 130, true);  // pairs with the record before it: 30
+  encoded.record(0, "q", 0, false);
+  for (int i = 0; i < 20; ++i) encoded.record(0, "u" + std::to_string(i), 0, false);
+  encoded.record(1, "q", 5, true);  // 21 records after its request: 5
+  encoded.record(0, long_id, 0, false);
+  encoded.record(1, long_id, 2, true);  // 2
+  PartialReport total;
+  total.merge_encoded(encoded.bytes());
+  EXPECT_EQ(total.waiting(), 20u);
+  const logscan::FinalReport report = total.finish();
+  ASSERT_EQ(report.calls.size(), 1u);
+  const logscan::FinalCall& a = report.calls[0];
+  EXPECT_EQ(a.latency.count, 3u);
+  EXPECT_EQ(a.latency.p50, 5);
+  EXPECT_EQ(a.latency.max, 30);
+  EXPECT_EQ(a.counts.unmatched_requests, 20u);
+  EXPECT_EQ(a.counts.unmatched_responses, 0u);
+}
+
+TEST(PartialReport, ClearLeavesANewReport) {
+  logscan::Scanner scanner;
+  PartialReport reused;
+  scanner.scan(kLines, reused);
+  reused.files = 2;
+  reused.clear();
+  EXPECT_EQ(reused.waiting(), 0u);
+  EXPECT_EQ(reused.encode(), PartialReport{}.encode());
+  scanner.scan(kLines, reused);
+  EXPECT_EQ(reused.finish().to_json(), whole_report());
 }
 
 TEST(PartialReport, DecodeRejectsForeignBytes) {
