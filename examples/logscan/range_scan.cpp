@@ -95,7 +95,9 @@ RangeOutcome scan_range(std::string path, RangeTask task) {
   // Kept across ranges: its parsers reuse their buffers.
   static Scanner scanner;
   LongLineJoiner joiner;
-  PartialReport partial;
+  // Kept across ranges, like the scanner: its tables grow once per worker, not per range.
+  static PartialReport partial;
+  partial.clear();
   RangeOutcome outcome;
   ringfork::UringReader& reader = reader_for(task.read_bytes);
   try {
