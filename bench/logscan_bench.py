@@ -6,11 +6,13 @@
 Makes a loggen corpus once (BUILD/bench/logscan-corpus-<size>, kept for later runs), then
 times `logscan -j 1`, `logscan -j 2`, two half runs with `--partial` plus `logscan merge`,
 `mpirun -np 2 logscan --mpi-split -j 1` (if OpenMPI is installed) and
-`bench/python_logscan.py -j 2` over it (page cache warm: one untimed pass first), checks that
-all of them print the same report, and samples the
-memory of each run's whole process tree (sum of RSS, which counts shared blocks once per
-process that touched them, and sum of PSS, which splits them) every 20 ms. Prints JSON on
-stdout in bench/run_bench.py's format: rates are bytes per second.
+`bench/python_logscan.py -j 2` over it (page cache warm: one untimed pass first), and checks
+that all of them print the same report. The repetitions take turns (j1, j2, ..., then j1 again),
+so that the host's drift over minutes falls on every variant alike. Memory is measured in one
+more run of each, untimed: sampling the whole process tree's RSS (which counts shared blocks
+once per process that touched them) and PSS (which splits them) every 20 ms costs CPU that the
+timed runs, `-j 2` most, would otherwise share their cores with. Prints JSON on stdout in
+bench/run_bench.py's format: rates are bytes per second.
 """
 import argparse
 import json
@@ -62,16 +64,17 @@ def memory_of(pids):
     return rss, pss
 
 
-def timed_run(cmds, env=None):
-    """(seconds, last stdout, peak RSS sum, peak PSS sum) of running `cmds` one after another."""
+def run_all(cmds, env, sample_memory):
+    """(seconds, last stdout, peak RSS sum, peak PSS sum) of running `cmds` one after another;
+    the memory figures are 0 unless `sample_memory`."""
     seconds, rss, pss = 0.0, 0, 0
     for cmd in cmds:
-        took, out, cmd_rss, cmd_pss = timed_command(cmd, env)
+        took, out, cmd_rss, cmd_pss = run_command(cmd, env, sample_memory)
         seconds, rss, pss = seconds + took, max(rss, cmd_rss), max(pss, cmd_pss)
     return seconds, out, rss, pss
 
 
-def timed_command(cmd, env):
+def run_command(cmd, env, sample_memory):
     peak = [0, 0]
     started = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
@@ -83,11 +86,13 @@ def timed_command(cmd, env):
             peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
 
     sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    if sample_memory:
+        sampler.start()
     out, err = proc.communicate()
     seconds = time.monotonic() - started
     stop.set()
-    sampler.join()
+    if sample_memory:
+        sampler.join()
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, cmd))} exited {proc.returncode}: "
                            f"{err.decode(errors='replace')[-300:]}")
@@ -148,19 +153,26 @@ def main():
                                   str(corpus)]]
     mpi_env = dict(os.environ, OMPI_MCA_btl_vader_single_copy_mechanism="none")
     subprocess.run(runs["logscan/j2"][0], check=True, stdout=subprocess.DEVNULL)  # warm the cache
-    benchmarks, reports = [], {}
-    for name, cmd in runs.items():
-        # The Python reference takes minutes a pass: once is enough (noise only slows it).
-        repetitions = 1 if name.startswith("py_") else args.repetitions
-        reps = []
-        for rep in range(repetitions):
-            progress(f"{name} ({rep + 1}/{repetitions}) on {size / 1e6:.0f} MB")
-            seconds, out, rss, pss = timed_run(cmd, mpi_env)
+    reports, reps, memory = {}, {name: [] for name in runs}, {}
+    # The Python reference takes minutes a pass: once is enough (noise only slows it).
+    for rep in range(args.repetitions):
+        for name, cmd in runs.items():
+            if name.startswith("py_") and rep > 0:
+                continue
+            progress(f"{name} ({rep + 1}/{args.repetitions}) on {size / 1e6:.0f} MB")
+            seconds, out, _, _ = run_all(cmd, mpi_env, sample_memory=False)
             reports[name] = json.loads(out)
-            reps.append({"seconds": seconds, "bytes_per_second": size / seconds,
-                         "peak_rss_sum": rss, "peak_pss_sum": pss})
-        rates = [r["bytes_per_second"] for r in reps]
-        benchmarks.append({"name": name, "reps": reps, "best": max(rates),
+            reps[name].append({"seconds": seconds, "bytes_per_second": size / seconds})
+    for name, cmd in runs.items():
+        progress(f"{name}: its memory (one more run, untimed)")
+        _, out, rss, pss = run_all(cmd, mpi_env, sample_memory=True)
+        if json.loads(out) != reports[name]:
+            reports[name + " (memory run)"] = json.loads(out)
+        memory[name] = {"peak_rss_sum": rss, "peak_pss_sum": pss}
+    benchmarks = []
+    for name in runs:
+        rates = [r["bytes_per_second"] for r in reps[name]]
+        benchmarks.append({"name": name, "reps": reps[name], **memory[name], "best": max(rates),
                            "median": statistics.median(rates), "bytes": size})
     names = list(reports)
     agree = all(reports[n] == reports[names[0]] for n in names)

@@ -260,6 +260,9 @@ def run_script(script, cmd, progress, what, timeout, env=None):
             "best": {"items_per_second": b["best"], "ns_per_item": 1e9 / b["best"]},
             "median": {"items_per_second": b["median"], "ns_per_item": 1e9 / b["median"]},
         }
+        for peak in ("peak_rss_sum", "peak_pss_sum"):  # logscan_bench's memory run
+            if peak in b:
+                results[b["name"]][peak] = b[peak]
     return results, None
 
 
