@@ -3,28 +3,23 @@
 //
 // The ringfork Runtime is made before anything starts a thread (MPI_Init included), since it
 // forks the template that workers are forked from.
-#include <malloc.h>
-
 #include <cstdio>
 #include <exception>
 
 #include "cli.h"
 #include "emit.h"
 #include "fleet.h"
+#include "heap.h"
 #include "partial_file.h"
 #include "pipeline.h"
 #include "ringfork/runtime.h"
 
 int main(int argc, char** argv) {
   using namespace logscan;
+  // Before the Runtime forks the template, so that the workers inherit it.
+  configure_heap();
   Arguments args;
   if (const std::optional<int> status = parse_arguments(argc, argv, args)) return *status;
-  // Every chunk's partial report is a fresh buffer of up to a few MB, in the workers and here.
-  // glibc would map each from the kernel and unmap it again (page faults and zeroing, about
-  // a tenth of a run's time, measured); keeping freed memory in the heap avoids both. Set
-  // before the Runtime forks the template, so that workers inherit it.
-  ::mallopt(M_MMAP_THRESHOLD, 256 << 20);
-  ::mallopt(M_TRIM_THRESHOLD, 512 << 20);
   try {
     if (args.mode == Mode::kMerge) {
       PartialReport total;
