@@ -3,8 +3,12 @@
 
   python3 bench/run_bench.py --build build [--quick] [--filter REGEX] [--no-python]
 
-Runs every benchmark of BUILD/bench/ringfork-bench (each in its own process, so a crash
-loses one row, not the run) with repetitions, then bench/python_baseline.py, python_queue.py and logscan_bench.py, starting
+Runs every benchmark of BUILD/bench/ringfork-bench (each repetition in its own process, so
+a crash loses one figure, not the run) with repetitions taken in rounds: every benchmark
+once, then every benchmark again, so that a pair's two sides sample the same stretches of
+the run (the host's noise and vCPU placement drift over minutes, and a benchmark's
+repetitions back to back would all land in one stretch). Then bench/python_baseline.py,
+python_queue.py and logscan_bench.py, starting
 iox-roudi for the iceoryx rows if it is installed (and always stopping it). For each
 benchmark it keeps the best repetition (max items/s, min time and latency: noise only slows
 a run) and the median, and prints one markdown table: each ringfork figure against the
@@ -179,11 +183,12 @@ def list_benchmarks(binary, regex):
 
 
 def run_one(binary, full_name, args, out_dir, stderr_log, timeout):
-    """Runs one benchmark in its own process; returns (json runs, failure text or None)."""
+    """Runs one repetition of one benchmark in its own process; returns (json runs, failure
+    text or None)."""
     out_file = out_dir / "one.json"
     out_file.unlink(missing_ok=True)
     cmd = [str(binary), f"--benchmark_filter=^{re.escape(full_name)}$",
-           f"--benchmark_repetitions={args.repetitions}",
+           "--benchmark_repetitions=1",
            "--benchmark_report_aggregates_only=false",
            f"--benchmark_min_time={args.min_time}",
            f"--benchmark_out={out_file}", "--benchmark_out_format=json",
@@ -471,16 +476,25 @@ def main():
         names = list_benchmarks(binary, args.filter)
         with open(out_dir / "ringfork-bench.stderr.log", "w") as stderr_log, \
                 tempfile.TemporaryDirectory(prefix="ringfork-bench-") as tmp:
-            for i, full_name in enumerate(names, 1):
-                progress.show(f"[{i}/{len(names)}] {full_name} "
-                              f"({time.monotonic() - started:.0f} s)")
-                runs, failure = run_one(binary, full_name, args, Path(tmp), stderr_log,
-                                        args.timeout)
+            runs = {name: [] for name in names}
+            failed = {}  # name -> the first failure; a benchmark that timed out is not rerun
+            for round_number in range(1, args.repetitions + 1):
+                for i, full_name in enumerate(names, 1):
+                    if "timed out" in failed.get(full_name, ""):
+                        continue
+                    progress.show(f"[round {round_number}/{args.repetitions}] "
+                                  f"[{i}/{len(names)}] {full_name} "
+                                  f"({time.monotonic() - started:.0f} s)")
+                    got, failure = run_one(binary, full_name, args, Path(tmp), stderr_log,
+                                           args.timeout)
+                    runs[full_name] += got
+                    if failure and full_name not in failed:
+                        failed[full_name] = failure
+                        failures.append(f"{base_name(full_name)}: {failure}")
+                        progress.note(f"run_bench: {base_name(full_name)}: {failure}")
+            for full_name in names:
                 name = base_name(full_name)
-                results[name] = summarize(name, runs, failure)
-                if failure:
-                    failures.append(f"{name}: {failure}")
-                    progress.note(f"run_bench: {name}: {failure}")
+                results[name] = summarize(name, runs[full_name], failed.get(full_name))
     finally:
         roudi.stop()
     if not args.no_python:
