@@ -2,6 +2,8 @@
 // ping-ponged between two forked processes through two SpscRings.
 //   BM_LatencySpin/ringfork          both sides polling
 //   BM_LatencySleep/ringfork         each waiter asleep in the kernel
+//   BM_HeavyFence/{0,1}              the membarrier a waiter pays (EventCount), with the
+//                                    other CPU idle (0) or running a ringfork process (1)
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,6 +22,7 @@
 #include "bench_support.h"
 #include "ring_bench_support.h"
 #include "ringfork/arena.h"
+#include "ringfork/asymmetric_fence.h"
 #include "ringfork/block_pool.h"
 #include "ringfork/cache_line.h"
 #include "ringfork/deadline.h"
@@ -102,7 +105,8 @@ BENCHMARK(BM_LatencySpinRingfork)->Name("BM_LatencySpin/ringfork")->UseRealTime(
 // announcement, pushes the ping and sleeps until the pong arrives. SpscRing::pop spins ~2000
 // times before parking (its SpinPolicy is not a parameter), so the waits here use ringfork's
 // own spin_then_park on an EventCount beside each ring with no spinning and no yielding:
-// every wait is a real futex sleep unless the message is already there.
+// every wait is a real futex sleep unless the message is already there or arrives within
+// EventCount::park's settling re-checks (a microsecond or two; peer_sleeps_frac counts).
 struct SleepShared {
   Flag child_waiting;
   alignas(kFalseSharingRange) ringfork::EventCount ping_ready;
@@ -173,5 +177,30 @@ void BM_LatencySleepRingfork(benchmark::State& state) {
                                        static_cast<double>(std::max<std::uint64_t>(n, 1));
 }
 BENCHMARK(BM_LatencySleepRingfork)->Name("BM_LatencySleep/ringfork")->UseRealTime();
+
+// What EventCount::park defers and prepare_wait pays up front: membarrier(2) interrupts
+// every CPU running a ringfork process and waits for each to fence.
+void BM_HeavyFence(benchmark::State& state) {
+  const bool peer_busy = state.range(0) != 0;
+  const rb::CpuPair cpus = rb::pick_cpus();
+  rb::ScopedPin pin(cpus.producer);
+  rb::SharedRegion shm(sizeof(Flag));
+  auto* stop = shm.construct<Flag>();
+  std::unique_ptr<rb::ForkedPeer> peer;
+  if (peer_busy) {
+    peer = std::make_unique<rb::ForkedPeer>(
+        [&]() -> int {
+          while (stop->value.load(std::memory_order_relaxed) == 0) cpu_relax();
+          return 0;
+        },
+        cpus.consumer);
+  }
+  bool fenced = true;
+  for (auto _ : state) fenced = ringfork::heavy_fence() && fenced;
+  stop->value.store(1, std::memory_order_relaxed);
+  if (peer && !rb::finish_peer(state, *peer, "spinning peer")) return;
+  if (!fenced) state.SkipWithError("membarrier refused: waiters poll instead");
+}
+BENCHMARK(BM_HeavyFence)->Arg(0)->Arg(1)->UseRealTime();
 
 }  // namespace

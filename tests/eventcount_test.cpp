@@ -98,6 +98,34 @@ TEST(EventCount, WaiterThatCouldNotFencePollsInShortSlices) {
   EXPECT_FALSE(event.commit_wait(key, Deadline::after(std::chrono::microseconds(200))));
 }
 
+TEST(EventCount, ParkTimesOutWithoutNotifyAndLeavesNoWaiter) {
+  EventCount event;
+  const std::int64_t start = Deadline::monotonic_ns();
+  EXPECT_FALSE(event.park([] { return false; }, Deadline::after(30ms)));
+  EXPECT_GE(Deadline::monotonic_ns() - start, 30'000'000);
+  EXPECT_EQ(event.waiters(), 0u);
+  // After its first, short sleep the waiter has fenced and sleeps to the deadline: it does
+  // not keep polling (unless the fence was refused, when polling is all it can do).
+  if (asymmetric_fences_active()) {
+    EXPECT_LE(event.sleeps(), 3u);
+  }
+}
+
+// A notifier racing park()'s announcement may miss it before the waiter's deferred fence: its
+// condition store is not yet visible to the waiter's checks, and its look at the waiters came
+// too early to wake anyone. Modelled by a condition that reads false until the waiter has
+// gone to sleep once, and no notify at all: the waiter must find it after its first, short
+// sleep, not at its deadline.
+TEST(EventCount, ParkFindsAConditionWhoseNotifyWasMissed) {
+  EventCount event;
+  const std::int64_t start = Deadline::monotonic_ns();
+  EXPECT_TRUE(event.park([&] { return event.sleeps() > 0; }, Deadline::after(30s)));
+  EXPECT_LT(Deadline::monotonic_ns() - start, 5'000'000'000) << "slept through the condition";
+  EXPECT_EQ(event.sleeps(), 1u);
+  EXPECT_EQ(event.waiters(), 0u);
+  EXPECT_EQ(event.wake_syscalls(), 0u);
+}
+
 TEST(EventCount, WakesASleeperInAnotherProcess) {
   Segment segment = Segment::create({.capacity = 4 << 20});
   PingPong* shared = make_shared_pingpong(segment);

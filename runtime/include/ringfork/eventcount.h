@@ -16,15 +16,19 @@ namespace ringfork {
 // Lives in shared memory (trivially destructible, standard layout, zero bytes = ready to
 // use). Any number of waiters and notifiers in any processes.
 //
-// Waiter protocol, for a condition `ready()` published by the notifier with release stores:
+// Waiter, for a condition `ready()` published by the notifier with release stores:
+//   ec.park(ready, deadline);           // true once ready(), false at the deadline
+// or, in three steps (the heavy fence paid up front):
 //   auto key = ec.prepare_wait();       // announce: "I may sleep"
 //   if (ready()) { ec.cancel_wait(); }  // re-check after announcing, or a wake may be lost
 //   else ec.commit_wait(key, deadline); // sleeps unless notify() ran since prepare_wait()
 // Notifier: make `ready()` true, then notify_one()/notify_all(). notify costs a compiler
 // barrier and one load of a line that only waiters write, so it stays cheap and syscall-free
 // when no one is waiting. The handshake's full fence is paid by the waiter instead, as a
-// membarrier(2) in prepare_wait (asymmetric_fence.h): waiters are rare, notifies are per
-// message.
+// membarrier(2) (asymmetric_fence.h): waiters are rare, notifies are per message. park()
+// pays it only if its first sleep lasts kUnfencedSlice: in the VM this was measured on
+// (bench BM_HeavyFence), a membarrier cost the waiter 41 us while the other CPU ran a
+// ringfork process (which it interrupted), 1.5 us while that CPU was idle.
 //
 // A waiter killed between prepare_wait and commit/cancel leaves `waiters_` one too high:
 // notifiers then make a harmless extra futex_wake until the structure is re-created. That
@@ -73,6 +77,51 @@ class EventCount {
     return notified;
   }
 
+  // Waits, announced as a waiter throughout, until `ready()` (idempotent and cheap) returns
+  // true (then true) or the deadline passes (then false). Until the heavy fence, a notifier
+  // racing the announcement may miss it: its condition store still in its store buffer,
+  // unseen by ready(), and its waiters_ load too early to see us. A store leaves the store
+  // buffer within a microsecond, so re-checking for kSettleSpins pauses first makes that
+  // practically impossible; to make it impossible, the first sleep ends after kUnfencedSlice
+  // and the fence then makes every such store visible to the next ready(). Later notifiers
+  // see the announcement, so later sleeps last until a notify or the deadline.
+  template <class Ready>
+  bool park(Ready&& ready, Deadline deadline) {
+    // seq_cst: the announcement and the ready() reads after it are not reordered (the
+    // waiter's side of the Dekker handshake; the fence below completes the other side).
+    waiters_.fetch_add(1, std::memory_order_seq_cst);
+    for (int i = 0; i < kSettleSpins; ++i) {
+      if (ready()) {
+        waiters_.fetch_sub(1, std::memory_order_relaxed);
+        return true;
+      }
+      cpu_relax();
+    }
+    bool fenced = false;
+    bool must_poll = false;
+    bool is_ready = false;
+    for (;;) {
+      // acquire: pairs with notify's release increment. Read before ready(): a notify after
+      // this read moves the epoch, so the sleep below does not start or ends at once.
+      const std::uint32_t epoch = epoch_.load(std::memory_order_acquire);
+      is_ready = ready();
+      if (is_ready || deadline.expired()) break;
+      Deadline slice = deadline;
+      if (!fenced) {
+        slice = deadline.min(Deadline::after(kUnfencedSlice));
+      } else if (must_poll) {
+        slice = deadline.min(Deadline::after(kPollSlice));
+      }
+      sleeps_.fetch_add(1, std::memory_order_relaxed);
+      if (futex_wait(epoch_, epoch, slice) == FutexWaitResult::kTimedOut && !fenced) {
+        fenced = true;
+        must_poll = !heavy_fence();
+      }
+    }
+    waiters_.fetch_sub(1, std::memory_order_relaxed);
+    return is_ready;
+  }
+
   void notify_one() noexcept { notify(1); }
   void notify_all() noexcept { notify(kWakeAll); }
 
@@ -86,6 +135,13 @@ class EventCount {
  private:
   static constexpr int kWakeAll = 0x7fffffff;
   static constexpr std::chrono::milliseconds kPollSlice{1};
+  static constexpr int kSettleSpins = 64;
+  // A wait that lasts longer pays the fence; one that ends sooner (a peer answering) does not.
+  // Also the longest a notify racing the announcement could be missed for. Longer than the
+  // 4 ms scheduler tick (HZ=250): a sleep whose timer fires before the next tick has the
+  // timer hardware reprogrammed when it is armed and again when the wake cancels it, which
+  // doubled a sleeping consumer's wake latency in this VM at 200 us (BM_LatencySleep).
+  static constexpr std::chrono::milliseconds kUnfencedSlice{5};
 
   void notify(int count) noexcept {
     // The caller's condition store must be ordered before our waiters_ read; pairs with the

@@ -33,18 +33,7 @@ WaitOutcome spin_then_park(EventCount& event, Ready&& ready, Deadline deadline,
     if (ready()) return WaitOutcome::kReady;
     sched_yield();
   }
-  for (;;) {
-    const EventCount::Key key = event.prepare_wait();
-    if (ready()) {
-      event.cancel_wait();
-      return WaitOutcome::kReady;
-    }
-    if (deadline.expired()) {
-      event.cancel_wait();
-      return WaitOutcome::kTimedOut;
-    }
-    event.commit_wait(key, deadline);
-  }
+  return event.park(ready, deadline) ? WaitOutcome::kReady : WaitOutcome::kTimedOut;
 }
 
 }  // namespace ringfork
