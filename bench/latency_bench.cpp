@@ -104,9 +104,12 @@ BENCHMARK(BM_LatencySpinRingfork)->Name("BM_LatencySpin/ringfork")->UseRealTime(
 // (`child_waiting = r`) and sleeps until the ping arrives; the parent waits for the
 // announcement, pushes the ping and sleeps until the pong arrives. SpscRing::pop spins ~2000
 // times before parking (its SpinPolicy is not a parameter), so the waits here use ringfork's
-// own spin_then_park on an EventCount beside each ring with no spinning and no yielding:
-// every wait is a real futex sleep unless the message is already there or arrives within
-// EventCount::park's settling re-checks (a microsecond or two; peer_sleeps_frac counts).
+// own spin_then_park on an EventCount beside each ring with no spinning and no yielding.
+// EventCount::park still re-checks for a microsecond or two after announcing a waiter, where
+// a ping sent at once would be caught without sleeping; so the parent also waits until the
+// child's EventCount counts the sleep it is entering. Every round then times the wake of a
+// sleeping peer (stricter than the futex and pipe rows, whose peer is asleep in 60-70 % of
+// rounds: their peer_asleep_frac).
 struct SleepShared {
   Flag child_waiting;
   alignas(kFalseSharingRange) ringfork::EventCount ping_ready;
@@ -152,14 +155,17 @@ void BM_LatencySleepRingfork(benchmark::State& state) {
   bool failed = false;
   PingMessage m;
   rb::stamp_message_full(m.bytes, sizeof(m.bytes), 0);
+  std::uint64_t child_sleeps = shared->ping_ready.sleeps();
   while (state.KeepRunningBatch(static_cast<benchmark::IterationCount>(n))) {
     for (std::uint64_t r = 1; r <= n && !failed; ++r) {
       rb::PeerWatch watch(&child);
-      while (shared->child_waiting.value.load(std::memory_order_acquire) != r) {
+      while (shared->child_waiting.value.load(std::memory_order_acquire) != r ||
+             shared->ping_ready.sleeps() == child_sleeps) {
         if (!watch.ok()) failed = true;
         if (failed) break;
         cpu_relax();
       }
+      child_sleeps = shared->ping_ready.sleeps();
       const std::int64_t start = rb::now_ns();
       rb::stamp_message(m.bytes, sizeof(m.bytes), r);
       failed = failed || rings.ping.try_push(m) != RingStatus::kOk;
