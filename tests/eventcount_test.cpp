@@ -135,7 +135,9 @@ TEST(EventCount, WakesASleeperInAnotherProcess) {
         Deadline::after(20s), SpinPolicy{.spin_iterations = 0, .yield_iterations = 0});
     return outcome == WaitOutcome::kReady ? 0 : 1;
   });
-  while (shared->ping_event.waiters() == 0) std::this_thread::yield();
+  // Asleep, not just announced: park() re-checks for a moment after announcing, and a ping
+  // stored then would be taken without any wake.
+  while (shared->ping_event.sleeps() == 0) std::this_thread::yield();
   shared->ping.store(1, std::memory_order_release);
   shared->ping_event.notify_all();
   expect_clean_exit(child);
