@@ -165,6 +165,115 @@ TEST(Queue, PutManyAndGetMany) {
   EXPECT_EQ(queue.get_many(64).size(), 36u);
 }
 
+// An unbounded queue's memory follows its backlog: read as fast as it is written it keeps
+// one ring; a backlog links larger rings, which every handle finds, in order.
+TEST(Queue, UnboundedQueueLinksLargerRingsOnlyAsItsBacklogGrows) {
+  Fixture f;
+  auto queue = Queue<std::uint64_t>::create(f.arena, f.pool);
+  constexpr std::uint64_t kPassed = 200'000;
+  for (std::uint64_t i = 0; i < kPassed; ++i) {
+    queue.put(i);
+    ASSERT_EQ(queue.get(1s), i);
+  }
+  EXPECT_EQ(queue.bytes().ring_count(), 1u) << "a backlog of one needs no second ring";
+  constexpr std::uint64_t kBacklog = 5000;  // 1024 + 2048 + part of 4096
+  for (std::uint64_t i = 0; i < kBacklog; ++i) queue.put(i);
+  EXPECT_EQ(queue.bytes().ring_count(), 3u);
+  auto other = Queue<std::uint64_t>::attach(f.arena, f.pool, queue.offset());
+  EXPECT_EQ(other.qsize(), kBacklog);
+  for (std::uint64_t i = 0; i < kBacklog; ++i) ASSERT_EQ(other.get(1s), i);
+  EXPECT_TRUE(queue.empty());
+  const RingCounters counters = queue.counters();
+  EXPECT_EQ(counters.puts, kPassed + kBacklog);
+  EXPECT_EQ(counters.gets, kPassed + kBacklog);
+  queue.put(7);  // the newest ring serves from now on
+  EXPECT_EQ(queue.get(1s), 7u);
+  EXPECT_EQ(queue.bytes().ring_count(), 3u);
+}
+
+TEST(Queue, CloseReachesEveryLinkedRing) {
+  Fixture f;
+  auto queue = Queue<std::uint64_t>::create(f.arena, f.pool);
+  for (std::uint64_t i = 0; i < 3000; ++i) queue.put(i);
+  ASSERT_GT(queue.bytes().ring_count(), 1u);
+  queue.close();
+  EXPECT_THROW(queue.put(1), QueueClosed);
+  EXPECT_EQ(queue.put_nowait(1), RingStatus::kClosed);
+  for (std::uint64_t i = 0; i < 3000; ++i) ASSERT_EQ(queue.get(1s), i);
+  EXPECT_THROW(queue.get(10s), QueueClosed) << "must not wait for the timeout";
+}
+
+// max_backlog caps the newest ring; older ones drain first, so fewer than twice as many are
+// ever held, and the cap lifts once they are read.
+TEST(Queue, BacklogCapHoldsAcrossLinkedRings) {
+  Fixture f;
+  constexpr std::size_t kCap = 3000;
+  auto queue = Queue<std::uint64_t>::create(f.arena, f.pool, {.max_backlog = kCap});
+  std::uint64_t held = 0;
+  while (queue.put_nowait(held) == RingStatus::kOk) ++held;
+  EXPECT_EQ(queue.put_nowait(held), RingStatus::kNoMemory);
+  EXPECT_THROW(queue.put(held), std::system_error);
+  EXPECT_GE(held, kCap);
+  EXPECT_LT(held, 2 * kCap);
+  for (std::uint64_t i = 0; i < held; ++i) ASSERT_EQ(queue.get(1s), i);
+  for (std::uint64_t i = 0; i < kCap; ++i) ASSERT_EQ(queue.put_nowait(i), RingStatus::kOk);
+}
+
+// Four producer threads race to link rings while two consumers read (the TSan variant):
+// every message arrives once, each producer's in order.
+TEST(Queue, ThreadsGrowOneUnboundedQueue) {
+  Fixture f;
+  auto queue = Queue<std::uint64_t>::create(f.arena, f.pool);
+  constexpr std::uint64_t kProducers = 4, kPerProducer = 20'000;
+  std::atomic<std::uint64_t> put_count{0}, count{0}, sum{0}, disorder{0};
+  std::vector<std::thread> consumers;
+  for (int c = 0; c < 2; ++c) {
+    consumers.emplace_back([&] {
+      // Start once a backlog exists, so that the producers grow the queue while we read.
+      while (put_count.load() < 3000) std::this_thread::yield();
+      std::uint64_t last[kProducers];
+      std::fill(std::begin(last), std::end(last), ~std::uint64_t{0});
+      for (;;) {
+        std::uint64_t value = 0;
+        try {
+          value = queue.get(30s);
+        } catch (const QueueClosed&) {
+          return;
+        }
+        const std::uint64_t producer = value >> 32, sequence = value & 0xffffffff;
+        if (producer >= kProducers) {
+          ++disorder;
+          continue;
+        }
+        if (last[producer] != ~std::uint64_t{0} && sequence <= last[producer]) ++disorder;
+        last[producer] = sequence;
+        ++count;
+        sum += value;
+      }
+    });
+  }
+  std::vector<std::thread> producers;
+  for (std::uint64_t p = 0; p < kProducers; ++p) {
+    producers.emplace_back([&, p] {
+      for (std::uint64_t i = 0; i < kPerProducer; ++i) {
+        queue.put(p << 32 | i);
+        ++put_count;
+      }
+    });
+  }
+  for (auto& t : producers) t.join();
+  queue.close();
+  for (auto& t : consumers) t.join();
+  std::uint64_t expected_sum = 0;
+  for (std::uint64_t p = 0; p < kProducers; ++p) {
+    for (std::uint64_t i = 0; i < kPerProducer; ++i) expected_sum += p << 32 | i;
+  }
+  EXPECT_EQ(count.load(), kProducers * kPerProducer);
+  EXPECT_EQ(sum.load(), expected_sum);
+  EXPECT_EQ(disorder.load(), 0u);
+  EXPECT_GT(queue.bytes().ring_count(), 1u);
+}
+
 TEST(Queue, MemoryCapIsAClearError) {
   Fixture f(256 * kMiB, 8 * kMiB);
   auto queue = Queue<Bytes>::create(f.arena, f.pool);
@@ -281,9 +390,11 @@ struct StressTally {
   std::atomic<std::uint64_t> bad;
 };
 
-void stress(int producers, int consumers, std::uint64_t per_producer, int giant_messages) {
+// maxsize 0: unbounded, so producers that outrun the consumers link rings while they run.
+void stress(int producers, int consumers, std::uint64_t per_producer, int giant_messages,
+            std::size_t maxsize = 4096) {
   Fixture f(std::size_t{2} << 30, std::size_t{1} << 30);
-  auto queue = Queue<Bytes>::create(f.arena, f.pool, {.maxsize = 4096});
+  auto queue = Queue<Bytes>::create(f.arena, f.pool, {.maxsize = maxsize});
   const std::uint64_t tally_offset = f.arena.allocate_or_throw(sizeof(StressTally), 64, "tally");
   auto* tally = f.segment.at(Offset<StressTally>{tally_offset});
   std::vector<pid_t> pids;
@@ -341,6 +452,7 @@ TEST(QueueStress, OneByOneMixedSizes) { stress(1, 1, testing::scaled(200'000, 4)
 TEST(QueueStress, TwoByTwoMixedSizes) { stress(2, 2, testing::scaled(100'000, 4), 1); }
 TEST(QueueStress, FourByFourMixedSizes) { stress(4, 4, testing::scaled(50'000, 4), 0); }
 TEST(QueueStress, EightByOneMixedSizes) { stress(8, 1, testing::scaled(25'000, 4), 0); }
+TEST(QueueStress, FourByTwoUnboundedMixedSizes) { stress(4, 2, testing::scaled(20'000, 4), 0, 0); }
 
 }  // namespace
 }  // namespace ringfork

@@ -35,20 +35,16 @@ ByteQueue ByteQueue::create(SharedArena& arena, BlockPool& pool, const QueueOpti
     throw std::invalid_argument("queue may hold at most 2^32 messages, asked for " +
                                 std::to_string(held));
   }
-  MpmcRingOptions ring_options;
-  ring_options.capacity = held;
-  ring_options.limit = held;
-  ring_options.chunk_slots = 512;
-  auto ring = MpmcRing<QueueDescriptor>::create(arena, ring_options);
   const std::uint64_t control =
-      arena.allocate_or_throw(sizeof(QueueControl), kCacheLineSize, "a queue");
+      arena.allocate_or_throw(sizeof(QueueControl), alignof(QueueControl), "a queue");
   auto* header = new (arena.segment().at(Offset<QueueControl>{control})) QueueControl{};
+  RingChain<QueueDescriptor>::create(arena, header->rings, held, !bounded);
   header->magic = QueueControl::kMagic;
   header->version = QueueControl::kVersion;
   header->maxsize = options.maxsize;
-  header->ring_offset = ring.offset();
   header->pool_offset = pool.offset();
-  return ByteQueue(arena, pool, control, options.maxsize, std::move(ring));
+  return ByteQueue(arena, pool, control, options.maxsize,
+                   RingChain<QueueDescriptor>::attach(arena, header->rings));
 }
 
 ByteQueue ByteQueue::attach(SharedArena& arena, BlockPool& pool, std::uint64_t offset) {
@@ -64,8 +60,9 @@ ByteQueue ByteQueue::attach(SharedArena& arena, BlockPool& pool, std::uint64_t o
                                 std::to_string(header->pool_offset) + ", not " +
                                 std::to_string(pool.offset()));
   }
-  auto ring = MpmcRing<QueueDescriptor>::attach(arena, header->ring_offset);
-  return ByteQueue(arena, pool, offset, header->maxsize, std::move(ring));
+  auto* control = arena.segment().at(Offset<QueueControl>{offset});
+  return ByteQueue(arena, pool, offset, header->maxsize,
+                   RingChain<QueueDescriptor>::attach(arena, control->rings));
 }
 
 RingStatus ByteQueue::stage(std::span<const std::byte> message,
@@ -254,14 +251,14 @@ struct InlineWriter {
 
 RingStatus ByteQueue::put_nowait(std::span<const std::byte> message) noexcept {
   if (message.size() <= QueueDescriptor::kInlineBytes) {
-    return ring_.try_push_with(InlineWriter{message});
+    return rings_.try_push_with(InlineWriter{message});
   }
   QueueDescriptor descriptor;
   if (const RingStatus staged = stage(message, descriptor); staged != RingStatus::kOk) {
     return staged;
   }
   hand_over(descriptor);
-  const RingStatus status = ring_.try_push(descriptor);
+  const RingStatus status = rings_.try_push(descriptor);
   if (status != RingStatus::kOk) discard(descriptor);
   return status;
 }
@@ -275,7 +272,7 @@ void ByteQueue::put(std::span<const std::byte> message, Deadline deadline) {
   if (message.size() <= QueueDescriptor::kInlineBytes) {
     const InlineWriter write{message};
     const RingStatus status =
-        maxsize_ == 0 ? ring_.try_push_with(write) : ring_.push_with(write, deadline);
+        maxsize_ == 0 ? rings_.try_push_with(write) : rings_.push_with(write, deadline);
     if (status != RingStatus::kOk) fail(status);
     return;
   }
@@ -285,7 +282,7 @@ void ByteQueue::put(std::span<const std::byte> message, Deadline deadline) {
   }
   hand_over(descriptor);
   const RingStatus status =
-      maxsize_ == 0 ? ring_.try_push(descriptor) : ring_.push(descriptor, deadline);
+      maxsize_ == 0 ? rings_.try_push(descriptor) : rings_.push(descriptor, deadline);
   if (status == RingStatus::kOk) return;
   discard(descriptor);
   fail(status);
@@ -298,7 +295,7 @@ void ByteQueue::put_many(std::span<const std::span<const std::byte>> messages, D
 RingStatus ByteQueue::get_nowait(ReceivedMessage& message) {
   message.release();
   QueueDescriptor descriptor;
-  const RingStatus status = ring_.try_pop(descriptor);
+  const RingStatus status = rings_.try_pop(descriptor);
   if (status == RingStatus::kOk) take(descriptor, message);
   return status;
 }
@@ -306,7 +303,7 @@ RingStatus ByteQueue::get_nowait(ReceivedMessage& message) {
 void ByteQueue::get(ReceivedMessage& message, Deadline deadline) {
   message.release();
   QueueDescriptor descriptor;
-  const RingStatus status = ring_.pop(descriptor, deadline);
+  const RingStatus status = rings_.pop(descriptor, deadline);
   if (status != RingStatus::kOk) throw_for(status, 0, "get");
   take(descriptor, message);
 }
@@ -337,7 +334,7 @@ struct VectorReader {
 RingStatus ByteQueue::get_nowait(std::vector<std::byte>& message) {
   QueueDescriptor spilled;
   bool done = false;
-  const RingStatus status = ring_.try_pop_with(VectorReader{message, spilled, done});
+  const RingStatus status = rings_.try_pop_with(VectorReader{message, spilled, done});
   if (status == RingStatus::kOk && !done) copy_out(spilled, message);
   return status;
 }
@@ -345,7 +342,7 @@ RingStatus ByteQueue::get_nowait(std::vector<std::byte>& message) {
 void ByteQueue::get(std::vector<std::byte>& message, Deadline deadline) {
   QueueDescriptor spilled;
   bool done = false;
-  const RingStatus status = ring_.pop_with(VectorReader{message, spilled, done}, deadline);
+  const RingStatus status = rings_.pop_with(VectorReader{message, spilled, done}, deadline);
   if (status != RingStatus::kOk) throw_for(status, 0, "get");
   if (!done) copy_out(spilled, message);
 }

@@ -11,6 +11,7 @@
 #include "ringfork/arena.h"
 #include "ringfork/block_pool.h"
 #include "ringfork/deadline.h"
+#include "ringfork/ring_chain.h"
 #include "ringfork/ring_mpmc.h"
 
 namespace ringfork {
@@ -34,8 +35,9 @@ struct QueueOptions {
   // 0: unbounded, like multiprocessing.Queue(): put never waits for a reader. Otherwise put
   // blocks (with a timeout) while maxsize messages are held.
   std::size_t maxsize = 0;
-  // Unbounded queues: how many messages may be held before put fails with the memory-cap
-  // error. Their descriptors (128 B each) are made lazily as the backlog grows.
+  // Unbounded queues: put fails with the memory-cap error once this many messages are held
+  // (a little later while older rings drain: never twice as many). Rings of descriptors
+  // (128 B each) start at 1024 slots and double as the backlog grows (ring_chain.h).
   std::size_t max_backlog = std::size_t{1} << 22;
 };
 
@@ -52,13 +54,13 @@ static_assert(sizeof(MpmcSlot<QueueDescriptor>) == 128, "a descriptor slot is tw
 
 struct QueueControl {
   static constexpr std::uint64_t kMagic = 0x4555455551464752;  // "RGFQUEUE"
-  static constexpr std::uint32_t kVersion = 1;
+  static constexpr std::uint32_t kVersion = 2;
   std::uint64_t magic;
   std::uint32_t version;
   std::uint32_t reserved;
   std::uint64_t maxsize;
-  std::uint64_t ring_offset;
   std::uint64_t pool_offset;
+  RingChainControl rings;
 };
 static_assert(std::is_standard_layout_v<QueueControl>, "read by other processes");
 
@@ -136,18 +138,20 @@ class ByteQueue {
   std::size_t get_many(std::vector<std::vector<std::byte>>& messages, std::size_t max_count,
                        Deadline deadline = Deadline::never());
 
-  std::size_t qsize() const noexcept { return ring_.size(); }
+  std::size_t qsize() const noexcept { return rings_.size(); }
   bool empty() const noexcept { return qsize() == 0; }
   bool full() const noexcept { return maxsize_ != 0 && qsize() >= maxsize_; }
   std::size_t maxsize() const noexcept { return maxsize_; }
-  void close() noexcept { ring_.close(); }
-  bool closed() const noexcept { return ring_.closed(); }
-  RingCounters counters() const noexcept { return ring_.counters(); }
+  void close() noexcept { rings_.close(); }
+  bool closed() const noexcept { return rings_.closed(); }
+  RingCounters counters() const noexcept { return rings_.counters(); }
+  // Rings made so far: 1 for a bounded queue; an unbounded one links larger ones as it fills.
+  std::size_t ring_count() const noexcept { return rings_.ring_count(); }
 
  private:
   ByteQueue(SharedArena& arena, BlockPool& pool, std::uint64_t offset, std::size_t maxsize,
-            MpmcRing<QueueDescriptor> ring)
-      : arena_(&arena), pool_(&pool), offset_(offset), maxsize_(maxsize), ring_(std::move(ring)) {}
+            RingChain<QueueDescriptor> rings)
+      : arena_(&arena), pool_(&pool), offset_(offset), maxsize_(maxsize), rings_(std::move(rings)) {}
 
   // Copies `message` into shared memory described by `descriptor`.
   RingStatus stage(std::span<const std::byte> message, QueueDescriptor& descriptor) noexcept;
@@ -169,7 +173,7 @@ class ByteQueue {
   BlockPool* pool_;
   std::uint64_t offset_;
   std::size_t maxsize_;
-  MpmcRing<QueueDescriptor> ring_;
+  RingChain<QueueDescriptor> rings_;
 };
 
 }  // namespace ringfork
