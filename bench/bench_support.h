@@ -334,6 +334,20 @@ class PeerWatch {
 // A message of `size` bytes carrying sequence number `seq`: the first 8 bytes hold seq, the
 // last 8 (for size >= 16) hold ~seq * kMix, bytes between a pattern of seq. A receiver
 // checking both ends catches loss, reordering, duplication and torn (half-written) messages.
+// True when the kernel shows `pid` sleeping (state S: here, in futex_wait).
+inline bool asleep_in_kernel(pid_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/%d/stat", static_cast<int>(pid));
+  std::FILE* file = std::fopen(path, "r");
+  if (file == nullptr) return false;
+  char text[512];
+  const std::size_t length = std::fread(text, 1, sizeof(text) - 1, file);
+  std::fclose(file);
+  text[length] = '\0';
+  const char* name_end = std::strrchr(text, ')');  // the command name may hold spaces
+  return name_end != nullptr && name_end[1] == ' ' && name_end[2] == 'S';
+}
+
 inline constexpr std::uint64_t kMix = 0x9e3779b97f4a7c15ULL;
 
 inline void stamp_message(void* buffer, std::size_t size, std::uint64_t seq) noexcept {

@@ -109,9 +109,8 @@ BENCHMARK(BM_LatencySpinRingfork)->Name("BM_LatencySpin/ringfork")->UseRealTime(
 // EventCount::park still re-checks for a microsecond or two after announcing a waiter, where
 // a ping sent at once would be caught without sleeping; so the parent also waits until the
 // child's EventCount counts the sleep it is entering and the kernel shows the child asleep
-// (state S in /proc/PID/stat, read before the round's clock starts). Every round then times
-// the wake of a sleeping peer: stricter than the futex and pipe rows, whose peer is asleep in
-// 60-90 % of rounds (their peer_asleep_frac).
+// (state S in /proc/PID/stat, read before the round's clock starts), as the futex and pipe
+// rows do. Every round then times the wake of a sleeping peer.
 struct SleepShared {
   Flag child_waiting;
   alignas(kFalseSharingRange) ringfork::EventCount ping_ready;
@@ -119,20 +118,6 @@ struct SleepShared {
 };
 
 constexpr ringfork::SpinPolicy kSleepAtOnce{.spin_iterations = 0, .yield_iterations = 0};
-
-// True when the kernel shows `pid` sleeping (state S: here, in futex_wait).
-bool asleep_in_kernel(pid_t pid) {
-  char path[64];
-  std::snprintf(path, sizeof(path), "/proc/%d/stat", static_cast<int>(pid));
-  std::FILE* file = std::fopen(path, "r");
-  if (file == nullptr) return false;
-  char text[512];
-  const std::size_t length = std::fread(text, 1, sizeof(text) - 1, file);
-  std::fclose(file);
-  text[length] = '\0';
-  const char* name_end = std::strrchr(text, ')');  // the command name may hold spaces
-  return name_end != nullptr && name_end[1] == ' ' && name_end[2] == 'S';
-}
 
 // Sleeps until `ring` holds a message, then takes it; false on timeout.
 bool sleep_pop(ringfork::SpscRing<PingMessage>& ring, ringfork::EventCount& ready,
@@ -176,7 +161,7 @@ void BM_LatencySleepRingfork(benchmark::State& state) {
     for (std::uint64_t r = 1; r <= n && !failed; ++r) {
       rb::PeerWatch watch(&child);
       while (shared->child_waiting.value.load(std::memory_order_acquire) != r ||
-             shared->ping_ready.sleeps() == child_sleeps || !asleep_in_kernel(child.pid())) {
+             shared->ping_ready.sleeps() == child_sleeps || !rb::asleep_in_kernel(child.pid())) {
         if (!watch.ok()) failed = true;
         if (failed) break;
         cpu_relax();
