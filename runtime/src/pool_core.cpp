@@ -136,13 +136,13 @@ void PoolCore::submit(PoolTrampoline trampoline, std::uintptr_t function,
     if (workers_[i].outstanding.size() < workers_[chosen].outstanding.size()) chosen = i;
   }
   const bool reuse = !free_job_slots_.empty();
-  const auto slot = reuse ? free_job_slots_.back() : static_cast<std::uint32_t>(jobs_.size());
+  const auto slot = reuse ? free_job_slots_.front() : static_cast<std::uint32_t>(jobs_.size());
   const std::uint64_t id = std::uint64_t{reuse ? jobs_[slot].generation : 0} << 32 | slot;
   std::memcpy(message.data(), &id, sizeof(id));
   // Under the lock, so that the queue's order and `outstanding`'s order agree.
   workers_[chosen].tasks->bytes().put(message);
   if (reuse) {
-    free_job_slots_.pop_back();
+    free_job_slots_.pop_front();
   } else {
     jobs_.emplace_back();
   }

@@ -176,7 +176,10 @@ class PoolCore {
   std::vector<Worker> workers_;
   Bytes task_message_;  // reused by every submit (a huge one is not kept)
   std::vector<Job> jobs_;
-  std::vector<std::uint32_t> free_job_slots_;
+  // Reused oldest first: slots then run through jobs_ in submission order, the order results
+  // mostly come back in, so matching a result reads memory the dispatcher has just read
+  // (newest first scattered a burst of 10^5 tasks over megabytes).
+  std::deque<std::uint32_t> free_job_slots_;
   bool closed_ = false;
   bool terminated_ = false;
 
