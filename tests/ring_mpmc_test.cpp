@@ -147,6 +147,45 @@ TEST(MpmcRing, InPlaceWritesAndReadsRunOnlyWhenASlotIsClaimed) {
   EXPECT_EQ(writes, 6);
 }
 
+// Only producers write slots: a consumer still reading the slot a producer would fill next
+// holds that producer back (kFull, and a blocking push waits), though head has moved on; the
+// push goes through once the read ends. Threads, so the TSan build checks the hand-over.
+TEST(MpmcRing, ThreadsProducerWaitsForAConsumerStillReading) {
+  Fixture f;
+  auto ring = MpmcRing<Message>::create(f.arena, {.capacity = 2});
+  ASSERT_EQ(ring.try_push(Message::make(1, 0)), RingStatus::kOk);
+  ASSERT_EQ(ring.try_push(Message::make(1, 1)), RingStatus::kOk);
+  std::atomic<bool> reading{false}, finish{false};
+  Message seen{};
+  std::thread consumer([&] {
+    ring.try_pop_with([&](const Message& slot) noexcept {
+      reading.store(true);
+      while (!finish.load()) std::this_thread::yield();
+      seen = slot;  // the producer must not have overwritten it meanwhile
+    });
+  });
+  while (!reading.load()) std::this_thread::yield();
+  EXPECT_EQ(ring.size(), 1u) << "head moved past the message being read";
+  EXPECT_EQ(ring.try_push(Message::make(2, 0)), RingStatus::kFull);
+  EXPECT_EQ(ring.push(Message::make(2, 0), Deadline::after(20ms)), RingStatus::kTimedOut);
+  std::thread producer([&] {
+    EXPECT_EQ(ring.push(Message::make(2, 0), Deadline::after(10s)), RingStatus::kOk);
+  });
+  std::this_thread::sleep_for(10ms);
+  finish.store(true);
+  consumer.join();
+  producer.join();
+  EXPECT_TRUE(seen.intact());
+  EXPECT_EQ(seen.producer, 1u);
+  EXPECT_EQ(seen.sequence, 0u);
+  Message m{};
+  ASSERT_EQ(ring.try_pop(m), RingStatus::kOk);
+  EXPECT_EQ(m.sequence, 1u);
+  ASSERT_EQ(ring.try_pop(m), RingStatus::kOk);
+  EXPECT_EQ(m.producer, 2u);
+  EXPECT_EQ(ring.counters().dead_consumer_slots, 0u);
+}
+
 // Per consumer and producer: how many, their sequence sum, and whether order held.
 struct Tally {
   std::uint64_t count[8][8];

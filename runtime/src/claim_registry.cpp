@@ -77,6 +77,12 @@ ClaimRecord* take_free_record(ClaimRegistry& registry) noexcept {
       // acq_rel: taking a record over from a dead owner must see its last writes.
       if (record.pid.compare_exchange_strong(owner, self, std::memory_order_acq_rel)) {
         finish_claim(record);
+        // release: scans that count this record see its owner and idle position.
+        const auto used = static_cast<std::uint32_t>(&record - registry.records + 1);
+        std::uint32_t seen = registry.records_used.load(std::memory_order_relaxed);
+        while (seen < used && !registry.records_used.compare_exchange_weak(
+                                  seen, used, std::memory_order_release, std::memory_order_relaxed)) {
+        }
         return &record;
       }
     }

@@ -2,8 +2,10 @@
 // a process that then died can be told apart from one that is merely slow.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <span>
 
 #include "ringfork/cache_line.h"
 #include "ringfork/ring_common.h"
@@ -23,10 +25,24 @@ struct alignas(kCacheLineSize) ClaimRecord {
 struct ClaimRegistry {
   static constexpr int kMaxRecords = 64;
   ClaimRecord records[kMaxRecords];
+  // Records [0, records_used) have ever been taken: scans stop there.
+  alignas(kCacheLineSize) std::atomic<std::uint32_t> records_used;
+
+  // The records ever taken (a prefix of `records`).
+  std::span<const ClaimRecord> used() const noexcept {
+    // acquire: pairs with take_free_record's release bump, so a record counted here is one
+    // whose owner was set first.
+    const std::uint32_t used = records_used.load(std::memory_order_acquire);
+    return {records, std::min<std::uint32_t>(used, kMaxRecords)};
+  }
+  std::span<ClaimRecord> used() noexcept {
+    const std::uint32_t used = records_used.load(std::memory_order_acquire);
+    return {records, std::min<std::uint32_t>(used, kMaxRecords)};
+  }
 
   // True if a live process other than a dead one has announced a claim covering `position`.
   bool live_claim_covers(std::uint64_t position) const noexcept {
-    for (const ClaimRecord& record : records) {
+    for (const ClaimRecord& record : used()) {
       // acquire: pairs with finish_claim's release, so a record seen idle means the slots
       // it covered were published first. An announced claim is visible through the
       // caller's acquire of the ring index (stored before the claimer's acq_rel CAS).
@@ -81,10 +97,12 @@ inline ClaimRecord* claim_record_for_this_thread(ClaimRegistry& registry) noexce
 }
 
 // Announces a claim of [position, position + count): must precede the CAS of the ring index
-// that makes it (the CAS's release orders it). relaxed: see live_claim_covers.
+// that makes it (the CAS's release orders it). relaxed count: read only with the position.
+// release position: a peer that reads this announcement also sees that the record's previous
+// claim was finished (an MPMC producer gating on consumers relies on it).
 inline void announce_claim(ClaimRecord& record, std::uint64_t position, std::uint32_t count) noexcept {
   record.count.store(count, std::memory_order_relaxed);
-  record.position.store(position, std::memory_order_relaxed);
+  record.position.store(position, std::memory_order_release);
 }
 
 // Ends the claim after the slots were published or released. release: a peer that sees the

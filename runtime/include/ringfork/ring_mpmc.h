@@ -25,8 +25,14 @@ namespace ringfork {
 // visible whole or not at all: its slot's state is released only after the value is
 // written. A producer that dies after claiming a position leaves a hole that consumers
 // skip once no live process claims it (counted in dead_producer_slots); a consumer that
-// dies while copying leaves a slot that producers free once no live process claims it
-// (dead_consumer_slots; that one message is lost with its consumer). try_* never block,
+// dies while copying holds its slots until producers find it dead (dead_consumer_slots
+// counts the positions its claim covered; those messages are lost with it).
+//
+// Only producers write a slot. A consumer frees what it took by ending the claim in its own
+// ClaimRecord, and producers gate on the oldest position still claimed (or head), which they
+// re-read only when a cached bound runs out: each message's lines then cross between the
+// CPUs once, from producer to consumer, and no locked instruction waits for a line the
+// other side wrote. try_* never block,
 // throw or allocate shared memory except the first use of a slot chunk (kNoMemory if the
 // segment is exhausted). push/pop block to a deadline (spin, then futex) and check for
 // dead peers every kLivenessInterval. One handle (and its copies) may be used by many
@@ -106,11 +112,11 @@ class MpmcRing {
       if (status != RingStatus::kFull) return status;
       control_->full_waits.fetch_add(1, std::memory_order_relaxed);
       const Deadline slice = deadline.min(Deadline::after(kLivenessInterval));
-      const std::uint64_t seen_head = control_->head.load(std::memory_order_acquire);
+      // Room comes back when the gate moves: head, or a consumer finishing what it took.
+      const std::uint64_t seen_gate = gate();
       spin_then_park(
-          control_->not_full,
-          [&] { return closed() || control_->head.load(std::memory_order_acquire) != seen_head; },
-          slice);
+          control_->not_full, [&] { return closed() || gate() != seen_gate; }, slice);
+      if (slice.expired()) recover_dead_consumer(seen_gate + 1);
       if (deadline.expired()) {
         const RingStatus last = try_push_with(write);
         return last == RingStatus::kFull ? RingStatus::kTimedOut : last;
@@ -190,16 +196,16 @@ class MpmcRing {
     if (control_->tail.load(std::memory_order_acquire) <= position) return false;
     Slot* slot = slot_at(position, false);
     if (slot == nullptr) return false;
-    if (slot->state.load(std::memory_order_acquire) != lap_base(position)) return false;
+    if (slot->state.load(std::memory_order_acquire) == position + 1) return false;
     if (control_->producers.live_claim_covers(position)) return false;
     // The claimer may have published and left its record idle while we scanned: the scan's
     // acquire loads make its publication visible to this re-read.
-    if (slot->state.load(std::memory_order_acquire) != lap_base(position)) return false;
-    // acq_rel: like a consumer's claim; nobody will ever publish this position.
+    if (slot->state.load(std::memory_order_acquire) == position + 1) return false;
+    // acq_rel: like a consumer's claim; nobody will ever publish this position, and the
+    // slot's stale state never matches a later position.
     if (!control_->head.compare_exchange_strong(position, position + 1, std::memory_order_acq_rel)) {
       return false;
     }
-    slot->state.store(lap_base(position) + capacity(), std::memory_order_release);
     control_->dead_producer_slots.fetch_add(1, std::memory_order_relaxed);
     control_->not_full.notify_all();
     return true;
@@ -224,11 +230,24 @@ class MpmcRing {
         chunk_shift_(control->chunk_shift),
         chunk_mask_((std::uint64_t{1} << control->chunk_shift) - 1),
         chunks_(new std::atomic<Slot*>[control->chunk_count]()),
-        // relaxed: a hint; every use rereads head with acquire before trusting "full".
-        cached_head_(std::make_shared<std::atomic<std::uint64_t>>(
+        // A lower bound of the gate: every use recomputes it before trusting "full".
+        cached_gate_(std::make_shared<std::atomic<std::uint64_t>>(
             control->head.load(std::memory_order_relaxed))) {}
 
-  std::uint64_t lap_base(std::uint64_t position) const noexcept { return position & ~mask_; }
+  // The oldest position a consumer may still be reading: head, or an earlier one that a
+  // consumer claimed and has not finished. Producers may fill positions up to gate + limit.
+  std::uint64_t gate() const noexcept {
+    // acquire: pairs with the consumers' release CAS of head: a claim that moved head was
+    // announced before it, so the scan below sees the announcement or what replaced it.
+    std::uint64_t oldest = control_->head.load(std::memory_order_acquire);
+    for (const ClaimRecord& record : control_->consumers.used()) {
+      // acquire: pairs with finish_claim's release (the claim's reads are done) and with a
+      // later announcement's release (the claim before it was finished).
+      const std::uint64_t start = record.position.load(std::memory_order_acquire);
+      if (start < oldest) oldest = start;  // kIdle is above every position
+    }
+    return oldest;
+  }
 
   // Claims [position, position + count) for this thread's producer record: kOk, or why not.
   [[gnu::always_inline]] RingStatus claim_for_push(std::size_t count, ClaimRecord*& record,
@@ -237,47 +256,34 @@ class MpmcRing {
     record = claim_record_for_this_thread(control_->producers);
     if (record == nullptr) return RingStatus::kNoMemory;
     position = control_->tail.load(std::memory_order_relaxed);
+    // An announcement whose CAS failed must not outlive this call: it would make a hole at
+    // that position look claimed by a live producer.
+    bool announced = false;
+    const auto give_up = [&](RingStatus status) {
+      if (announced) finish_claim(*record);
+      return status;
+    };
     for (;;) {
-      if (closed()) return RingStatus::kClosed;
-      // Room under the limit? A stale head only makes us more cautious; reread it then.
-      // relaxed: a stale lower bound only sends us to reread head.
-      if (position + count > cached_head_->load(std::memory_order_relaxed) + limit_) {
-        // acquire: consumers released the slots before publishing head.
-        const std::uint64_t head = control_->head.load(std::memory_order_acquire);
-        cached_head_->store(head, std::memory_order_relaxed);
-        if (position + count > head + limit_) {
-          if (recover_dead_consumer(position)) continue;
-          return RingStatus::kFull;
+      if (closed()) return give_up(RingStatus::kClosed);
+      // Room under the limit? A stale gate only makes us more cautious; recompute it then.
+      // acquire/release: the cached gate is shared by this process's producer threads; one
+      // that uses another's gate must also see the consumers' finished reads behind it.
+      if (position + count > cached_gate_->load(std::memory_order_acquire) + limit_) {
+        const std::uint64_t oldest = gate();
+        cached_gate_->store(oldest, std::memory_order_release);
+        if (position + count > oldest + limit_) {
+          if (recover_dead_consumer(position + count - limit_)) continue;
+          return give_up(RingStatus::kFull);
         }
       }
-      bool all_free = true;
-      bool moved = false;
       for (std::size_t i = 0; i < count; ++i) {
-        Slot* slot = slot_at(position + i, /*create=*/true);
-        if (slot == nullptr) return RingStatus::kNoMemory;
-        // acquire: pairs with the consumer's release of the slot, so its reads are done.
-        const auto diff = static_cast<std::int64_t>(slot->state.load(std::memory_order_acquire) -
-                                                    lap_base(position + i));
-        if (diff < 0) {  // the previous lap's message is still there
-          all_free = false;
-          break;
-        }
-        if (diff > 0) {  // another producer claimed it: our position is stale
-          moved = true;
-          break;
-        }
-      }
-      if (moved) {
-        position = control_->tail.load(std::memory_order_relaxed);
-        continue;
-      }
-      if (!all_free) {
-        if (recover_dead_consumer(position)) continue;
-        return RingStatus::kFull;
+        if (slot_at(position + i, /*create=*/true) == nullptr) return give_up(RingStatus::kNoMemory);
       }
       announce_claim(*record, position, static_cast<std::uint32_t>(count));
+      announced = true;
       // acq_rel: release orders our announcement before the claim (a consumer that sees
-      // the new tail sees who claimed); acquire orders the slot writes after the claim.
+      // the new tail sees who claimed); acquire orders the slot writes after the claim and
+      // after the gate reads that allowed them. On failure `position` is the current tail.
       if (control_->tail.compare_exchange_weak(position, position + count,
                                                std::memory_order_acq_rel,
                                                std::memory_order_relaxed)) {
@@ -294,7 +300,7 @@ class MpmcRing {
       Slot* slot = slot_at(position + i, false);
       write(i, slot->value);
       // release: the value is visible to a consumer that acquires this state.
-      slot->state.store(lap_base(position + i) + 1, std::memory_order_release);
+      slot->state.store(position + i + 1, std::memory_order_release);
     }
     finish_claim(record);
     if (((position + count) & 63) < count) sample_high_water(position + count);
@@ -309,6 +315,8 @@ class MpmcRing {
     record = claim_record_for_this_thread(control_->consumers);
     if (record == nullptr) return RingStatus::kNoMemory;
     position = control_->head.load(std::memory_order_relaxed);
+    // An announcement whose CAS failed must not outlive this call: producers gate on it.
+    bool announced = false;
     for (;;) {
       count = 0;
       bool moved = false;
@@ -317,9 +325,9 @@ class MpmcRing {
         if (slot == nullptr) break;
         // acquire: pairs with the producer's release, so the value is visible.
         const auto diff = static_cast<std::int64_t>(slot->state.load(std::memory_order_acquire) -
-                                                    (lap_base(position + count) + 1));
+                                                    (position + count + 1));
         if (diff < 0) break;  // not published yet
-        if (diff > 0) {       // already taken by another consumer: our position is stale
+        if (diff > 0) {       // a later lap's message: our position is stale
           moved = count == 0;
           break;
         }
@@ -329,8 +337,15 @@ class MpmcRing {
         position = control_->head.load(std::memory_order_relaxed);
         continue;
       }
-      if (count == 0) return drained_status(position);
+      if (count == 0) {
+        if (announced) {
+          finish_claim(*record);
+          control_->not_full.notify_all();  // a producer may be waiting on that gate
+        }
+        return drained_status(position);
+      }
       announce_claim(*record, position, static_cast<std::uint32_t>(count));
+      announced = true;
       // acq_rel: as for tail in claim_for_push.
       if (control_->head.compare_exchange_weak(position, position + count,
                                                std::memory_order_acq_rel,
@@ -345,11 +360,10 @@ class MpmcRing {
   [[gnu::always_inline]] void release_taken(ClaimRecord& record, std::uint64_t position,
                                             std::size_t count, Read&& read) noexcept {
     for (std::size_t i = 0; i < count; ++i) {
-      Slot* slot = slot_at(position + i, false);
-      read(i, static_cast<const T&>(slot->value));
-      // release: our read of the value completes before a producer may overwrite it.
-      slot->state.store(lap_base(position + i) + capacity(), std::memory_order_release);
+      read(i, static_cast<const T&>(slot_at(position + i, false)->value));
     }
+    // Frees the slots: its release orders our reads before a producer, gating on this
+    // record, may overwrite them.
     finish_claim(record);
     control_->not_full.notify_all();
   }
@@ -426,8 +440,7 @@ class MpmcRing {
   bool head_ready() noexcept {
     const std::uint64_t position = control_->head.load(std::memory_order_acquire);
     Slot* slot = slot_at(position, false);
-    return slot != nullptr &&
-           slot->state.load(std::memory_order_acquire) == lap_base(position) + 1;
+    return slot != nullptr && slot->state.load(std::memory_order_acquire) == position + 1;
   }
 
   RingStatus drained_status(std::uint64_t position) const noexcept {
@@ -437,22 +450,24 @@ class MpmcRing {
                                                                       : RingStatus::kEmpty;
   }
 
-  // Frees the slot a lap behind `position` if a consumer took it and died before releasing.
-  bool recover_dead_consumer(std::uint64_t position) noexcept {
-    const std::uint64_t previous = position - capacity();
-    if (position < capacity()) return false;
-    if (control_->head.load(std::memory_order_acquire) <= previous) return false;  // not taken
-    Slot* slot = slot_at(position, false);
-    if (slot == nullptr) return false;
-    std::uint64_t state = slot->state.load(std::memory_order_acquire);
-    if (state != lap_base(previous) + 1) return false;
-    if (control_->consumers.live_claim_covers(previous)) return false;
-    // acq_rel: makes the slot free for `position` exactly once among racing producers.
-    if (!slot->state.compare_exchange_strong(state, lap_base(position), std::memory_order_acq_rel)) {
-      return false;
+  // Ends the claims of dead consumers that hold the gate below `needed`: their messages are
+  // lost with them (counted), and their slots free again. True if one was ended.
+  bool recover_dead_consumer(std::uint64_t needed) noexcept {
+    bool freed = false;
+    for (ClaimRecord& record : control_->consumers.used()) {
+      std::uint64_t start = record.position.load(std::memory_order_acquire);
+      if (start >= needed) continue;  // idle, or not in the way
+      if (process_alive(record.pid.load(std::memory_order_relaxed))) continue;
+      const std::uint32_t count = record.count.load(std::memory_order_relaxed);
+      // acq_rel: ends the claim exactly once among racing producers (its owner is dead).
+      if (record.position.compare_exchange_strong(start, ClaimRecord::kIdle,
+                                                  std::memory_order_acq_rel)) {
+        control_->dead_consumer_slots.fetch_add(count, std::memory_order_relaxed);
+        freed = true;
+      }
     }
-    control_->dead_consumer_slots.fetch_add(1, std::memory_order_relaxed);
-    return true;
+    if (freed) control_->not_full.notify_all();
+    return freed;
   }
 
   void sample_high_water(std::uint64_t tail) noexcept {
@@ -470,7 +485,7 @@ class MpmcRing {
   std::uint64_t chunk_mask_;
   // Process-local, shared by copies of the handle and by the threads using them.
   std::shared_ptr<std::atomic<Slot*>[]> chunks_;  // resolved chunk addresses
-  std::shared_ptr<std::atomic<std::uint64_t>> cached_head_;  // a lower bound of head
+  std::shared_ptr<std::atomic<std::uint64_t>> cached_gate_;  // a lower bound of gate()
 };
 
 }  // namespace ringfork

@@ -14,10 +14,10 @@
 
 namespace ringfork {
 
-// A slot's `state` says which position it serves and whether it holds a message. With
-// `base = position & ~mask` (the lap's first position): base = free for `position`,
-// base + 1 = holds its message, base + capacity = free for the next lap. Zeroed memory is
-// therefore "free for lap 0", so slot chunks can be created lazily from zeroed arena memory.
+// A slot's `state` is position + 1 once the message for `position` is in it, and only
+// producers write it: zeroed memory (state 0) holds nothing, so slot chunks can be created
+// lazily from zeroed arena memory, and a state left from an earlier lap (or by a producer
+// that died) never matches a later position.
 template <class T>
 struct alignas(kCacheLineSize) MpmcSlot {
   std::atomic<std::uint64_t> state;
@@ -26,7 +26,7 @@ struct alignas(kCacheLineSize) MpmcSlot {
 
 struct MpmcRingControl {
   static constexpr std::uint64_t kMagic = 0x434d504d474e4952;  // "RINGMPMC"
-  static constexpr std::uint32_t kVersion = 1;
+  static constexpr std::uint32_t kVersion = 2;
 
   std::uint64_t magic;
   std::uint32_t version;
