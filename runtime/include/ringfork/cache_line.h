@@ -22,4 +22,15 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
+// Starts fetching the line at `address` in a state this core may write (PREFETCHW; x86-64
+// CPUs without it execute it as a no-op), so that a store to it soon after does not wait for
+// another core to give the line up.
+inline void prefetch_for_write(const void* address) noexcept {
+#if defined(__x86_64__)
+  asm volatile("prefetchw %0" ::"m"(*static_cast<const char*>(address)));
+#else
+  __builtin_prefetch(address, 1, 3);
+#endif
+}
+
 }  // namespace ringfork

@@ -279,6 +279,7 @@ class MpmcRing {
       for (std::size_t i = 0; i < count; ++i) {
         if (slot_at(position + i, /*create=*/true) == nullptr) return give_up(RingStatus::kNoMemory);
       }
+      prefetch_slot_for_write(position + count);
       announce_claim(*record, position, static_cast<std::uint32_t>(count));
       announced = true;
       // acq_rel: release orders our announcement before the claim (a consumer that sees
@@ -323,6 +324,11 @@ class MpmcRing {
       while (count < most) {
         Slot* slot = slot_at(position + count, false);
         if (slot == nullptr) break;
+        // Start on the slot's other lines now: the claim's locked CAS below would hold back
+        // loads issued after it.
+        if constexpr (sizeof(Slot) > kCacheLineSize) {
+          __builtin_prefetch(reinterpret_cast<const char*>(slot) + kCacheLineSize);
+        }
         // acquire: pairs with the producer's release, so the value is visible.
         const auto diff = static_cast<std::int64_t>(slot->state.load(std::memory_order_acquire) -
                                                     (position + count + 1));
@@ -393,6 +399,17 @@ class MpmcRing {
       if (deadline.expired()) {
         const RingStatus last = attempt();
         return last == RingStatus::kEmpty ? RingStatus::kTimedOut : last;
+      }
+    }
+  }
+
+  // The next claim's slot, fetched for writing while this claim's CAS waits: its last
+  // reader was a consumer on another CPU, and the CAS after our stores to it would otherwise
+  // wait for the line to come back.
+  void prefetch_slot_for_write(std::uint64_t position) noexcept {
+    if (Slot* slot = slot_at(position, false)) {
+      for (std::size_t line = 0; line < sizeof(Slot); line += kCacheLineSize) {
+        prefetch_for_write(reinterpret_cast<const char*>(slot) + line);
       }
     }
   }
