@@ -59,7 +59,7 @@ PAIRS = [
     Pair("BM_SpscXprocBatch/64", "BM_BareSpinXproc/64", "rate", 0.7, "SPSC batched vs bare ring"),
     Pair("BM_SpscXprocBatch/64", "py_queue/64", "rate", 300, "SPSC batched vs Python Queue"),
     Pair("BM_SpscXproc/64", "BM_BareSpinXprocEach/64", "rate", 0.7, "SPSC per message vs bare ring"),
-    Pair("BM_SpscXproc/64", "BM_PipeXproc/64", "rate", None, "SPSC per message vs pipe"),
+    Pair("BM_SpscXproc/64", "BM_PipeXproc/64", "rate", 100, "SPSC per message vs pipe"),
     Pair("BM_QueueXproc/64", "py_queue/64", "rate", 300, "Queue vs Python Queue"),
     Pair("BM_QueueXproc/4096", "py_queue/4096", "rate", None, "Queue vs Python Queue"),
     Pair("BM_MpmcXproc/64/1/1", "BM_MoodycamelInproc/64/1/1", "rate", 1.0, "MPMC vs moodycamel"),
