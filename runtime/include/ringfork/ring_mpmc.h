@@ -116,7 +116,6 @@ class MpmcRing {
       const std::uint64_t seen_gate = gate();
       spin_then_park(
           control_->not_full, [&] { return closed() || gate() != seen_gate; }, slice);
-      if (slice.expired()) recover_dead_consumer(seen_gate + 1);
       if (deadline.expired()) {
         const RingStatus last = try_push_with(write);
         return last == RingStatus::kFull ? RingStatus::kTimedOut : last;
@@ -230,9 +229,9 @@ class MpmcRing {
         chunk_shift_(control->chunk_shift),
         chunk_mask_((std::uint64_t{1} << control->chunk_shift) - 1),
         chunks_(new std::atomic<Slot*>[control->chunk_count]()),
-        // A lower bound of the gate: every use recomputes it before trusting "full".
-        cached_gate_(std::make_shared<std::atomic<std::uint64_t>>(
-            control->head.load(std::memory_order_relaxed))) {}
+        // A lower bound of the gate: every use recomputes it before trusting "full". Not head:
+        // a consumer may still be reading a slot below head when this handle is made.
+        cached_gate_(std::make_shared<std::atomic<std::uint64_t>>(0)) {}
 
   // The oldest position a consumer may still be reading: head, or an earlier one that a
   // consumer claimed and has not finished. Producers may fill positions up to gate + limit.
