@@ -186,6 +186,40 @@ TEST(MpmcRing, ThreadsProducerWaitsForAConsumerStillReading) {
   EXPECT_EQ(ring.counters().dead_consumer_slots, 0u);
 }
 
+// A handle made while a consumer is still reading below head (a queue handed to a new
+// process at that moment) must not take head as its gate: one more push would land on the
+// slot being read.
+TEST(MpmcRing, ThreadsHandleAttachedWhileAConsumerReadsRespectsItsClaim) {
+  Fixture f;
+  auto ring = MpmcRing<Message>::create(f.arena, {.capacity = 2});
+  ASSERT_EQ(ring.try_push(Message::make(1, 0)), RingStatus::kOk);
+  ASSERT_EQ(ring.try_push(Message::make(1, 1)), RingStatus::kOk);
+  std::atomic<bool> reading{false}, finish{false};
+  Message seen{};
+  std::thread consumer([&] {
+    ring.try_pop_with([&](const Message& slot) noexcept {
+      reading.store(true);
+      while (!finish.load()) std::this_thread::yield();
+      seen = slot;
+    });
+  });
+  while (!reading.load()) std::this_thread::yield();
+  auto late = MpmcRing<Message>::attach(f.arena, ring.offset());
+  EXPECT_EQ(late.try_push(Message::make(2, 0)), RingStatus::kFull)
+      << "the new handle overwrote a slot a consumer is still reading";
+  finish.store(true);
+  consumer.join();
+  EXPECT_TRUE(seen.intact());
+  EXPECT_EQ(seen.producer, 1u);
+  EXPECT_EQ(seen.sequence, 0u);
+  ASSERT_EQ(late.try_push(Message::make(2, 0)), RingStatus::kOk);
+  Message m{};
+  ASSERT_EQ(late.try_pop(m), RingStatus::kOk);
+  EXPECT_EQ(m.sequence, 1u);
+  ASSERT_EQ(late.try_pop(m), RingStatus::kOk);
+  EXPECT_EQ(m.producer, 2u);
+}
+
 // Per consumer and producer: how many, their sequence sum, and whether order held.
 struct Tally {
   std::uint64_t count[8][8];
