@@ -147,6 +147,33 @@ TEST(MpmcRing, InPlaceWritesAndReadsRunOnlyWhenASlotIsClaimed) {
   EXPECT_EQ(writes, 6);
 }
 
+// A consumer thread that pops one message and stays inside its read until finish(): its
+// claim stays open below head meanwhile.
+class ConsumerStillReading {
+ public:
+  explicit ConsumerStillReading(MpmcRing<Message>& ring)
+      : thread_([this, &ring] {
+          ring.try_pop_with([this](const Message& slot) noexcept {
+            reading_.store(true);
+            while (!finish_.load()) std::this_thread::yield();
+            seen_ = slot;  // a producer must not have overwritten it meanwhile
+          });
+        }) {
+    while (!reading_.load()) std::this_thread::yield();
+  }
+  // Lets the read end; returns what it read.
+  Message finish() {
+    finish_.store(true);
+    thread_.join();
+    return seen_;
+  }
+
+ private:
+  std::atomic<bool> reading_{false}, finish_{false};
+  Message seen_{};
+  std::thread thread_;
+};
+
 // Only producers write slots: a consumer still reading the slot a producer would fill next
 // holds that producer back (kFull, and a blocking push waits), though head has moved on; the
 // push goes through once the read ends. Threads, so the TSan build checks the hand-over.
@@ -155,16 +182,7 @@ TEST(MpmcRing, ThreadsProducerWaitsForAConsumerStillReading) {
   auto ring = MpmcRing<Message>::create(f.arena, {.capacity = 2});
   ASSERT_EQ(ring.try_push(Message::make(1, 0)), RingStatus::kOk);
   ASSERT_EQ(ring.try_push(Message::make(1, 1)), RingStatus::kOk);
-  std::atomic<bool> reading{false}, finish{false};
-  Message seen{};
-  std::thread consumer([&] {
-    ring.try_pop_with([&](const Message& slot) noexcept {
-      reading.store(true);
-      while (!finish.load()) std::this_thread::yield();
-      seen = slot;  // the producer must not have overwritten it meanwhile
-    });
-  });
-  while (!reading.load()) std::this_thread::yield();
+  ConsumerStillReading consumer(ring);
   EXPECT_EQ(ring.size(), 1u) << "head moved past the message being read";
   EXPECT_EQ(ring.try_push(Message::make(2, 0)), RingStatus::kFull);
   EXPECT_EQ(ring.push(Message::make(2, 0), Deadline::after(20ms)), RingStatus::kTimedOut);
@@ -172,8 +190,7 @@ TEST(MpmcRing, ThreadsProducerWaitsForAConsumerStillReading) {
     EXPECT_EQ(ring.push(Message::make(2, 0), Deadline::after(10s)), RingStatus::kOk);
   });
   std::this_thread::sleep_for(10ms);
-  finish.store(true);
-  consumer.join();
+  const Message seen = consumer.finish();
   producer.join();
   EXPECT_TRUE(seen.intact());
   EXPECT_EQ(seen.producer, 1u);
@@ -194,21 +211,11 @@ TEST(MpmcRing, ThreadsHandleAttachedWhileAConsumerReadsRespectsItsClaim) {
   auto ring = MpmcRing<Message>::create(f.arena, {.capacity = 2});
   ASSERT_EQ(ring.try_push(Message::make(1, 0)), RingStatus::kOk);
   ASSERT_EQ(ring.try_push(Message::make(1, 1)), RingStatus::kOk);
-  std::atomic<bool> reading{false}, finish{false};
-  Message seen{};
-  std::thread consumer([&] {
-    ring.try_pop_with([&](const Message& slot) noexcept {
-      reading.store(true);
-      while (!finish.load()) std::this_thread::yield();
-      seen = slot;
-    });
-  });
-  while (!reading.load()) std::this_thread::yield();
+  ConsumerStillReading consumer(ring);
   auto late = MpmcRing<Message>::attach(f.arena, ring.offset());
   EXPECT_EQ(late.try_push(Message::make(2, 0)), RingStatus::kFull)
       << "the new handle overwrote a slot a consumer is still reading";
-  finish.store(true);
-  consumer.join();
+  const Message seen = consumer.finish();
   EXPECT_TRUE(seen.intact());
   EXPECT_EQ(seen.producer, 1u);
   EXPECT_EQ(seen.sequence, 0u);
