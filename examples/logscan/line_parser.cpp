@@ -4,6 +4,7 @@
 #include <emmintrin.h>
 #endif
 
+#include <array>
 #include <bit>
 #include <cstring>
 
@@ -46,6 +47,15 @@ constexpr std::uint64_t kHighBits = 0x8080808080808080;
 constexpr std::uint64_t bytes_equal(std::uint64_t word, char byte) {
   const std::uint64_t x = word ^ (kOnes * static_cast<unsigned char>(byte));
   return ~(((x & ~kHighBits) + ~kHighBits) | x) & kHighBits;
+}
+
+// The little-endian word of 8 bytes of text, as load_word() reads them.
+constexpr std::uint64_t word_of(std::string_view text) {
+  std::uint64_t word = 0;
+  for (std::size_t i = 0; i < sizeof word; ++i) {
+    word |= std::uint64_t{static_cast<unsigned char>(text[i])} << (8 * i);
+  }
+  return word;
 }
 
 // One 8-byte slice of the timestamp pattern: which bytes must be digits, and the bytes
@@ -207,39 +217,35 @@ const char* key_end(const char* pos, const char* end) {
   return eq;
 }
 
+// The one known key a token may name, by its first byte ('d' is dir or dur_ms: the second
+// byte tells them apart).
+constexpr std::array<Key, 256> kKeyByFirstByte = [] {
+  std::array<Key, 256> keys{};
+  for (const KnownKey& known : kKnownKeys) {
+    if (known.key != Key::kDurMs) keys[static_cast<unsigned char>(known.name[0])] = known.key;
+  }
+  return keys;
+}();
+static_assert(known_key(Key::kDir).name[0] == known_key(Key::kDurMs).name[0] &&
+                  known_key(Key::kDir).name[1] == 'i' && known_key(Key::kDurMs).name[1] == 'u',
+              "read_key tells dir from dur_ms by their second byte");
+
 // The token at `pos` as key=value: returns its '=' and sets `key`, or nullptr when the
 // token is not [a-z_]+ '=' ...
 const char* read_key(const char* pos, const char* end, Key& key) {
   if (end - pos >= 8) {
-    // The first byte (and for 'd' the second) names the one known key this may be.
-    const KnownKey* known = nullptr;
-    switch (pos[0]) {
-      case 'r':
-        known = &known_key(Key::kReqId);
-        break;
-      case 'c':
-        known = &known_key(Key::kCall);
-        break;
-      case 'd':
-        known = &known_key(pos[1] == 'i' ? Key::kDir : Key::kDurMs);
-        break;
-      case 's':
-        known = &known_key(Key::kStatus);
-        break;
-      case 'p':
-        known = &known_key(Key::kPayload);
-        break;
-      default:
-        break;
-    }
-    if (known != nullptr && (load_word(pos) & known->mask) == known->prefix) {
-      key = known->key;
-      return pos + known->name.size();
+    Key candidate = kKeyByFirstByte[static_cast<unsigned char>(pos[0])];
+    if (candidate == Key::kDir && pos[1] == 'u') candidate = Key::kDurMs;
+    if (candidate != Key::kOther) {
+      const KnownKey& known = known_key(candidate);
+      if ((load_word(pos) & known.mask) == known.prefix) {
+        key = candidate;
+        return pos + known.name.size();
+      }
     }
     // The one candidate did not match, so the key (if any) has no meaning.
-    const char* eq = key_end(pos, end);
     key = Key::kOther;
-    return eq;
+    return key_end(pos, end);
   }
   const char* eq = key_end(pos, end);
   if (eq == nullptr) return nullptr;
@@ -257,35 +263,36 @@ bool parse_timestamp(std::string_view t, std::int64_t& ms_since_epoch) noexcept 
   if (t.size() != kTimestampPattern.size()) return false;
   const std::uint64_t w0 = load_word(t.data()), w1 = load_word(t.data() + 8),
                       w2 = load_word(t.data() + 16);
-  if (!kTimestampSlices[1].matches(w1) || !kTimestampSlices[2].matches(w2)) return false;
-  // Consecutive lines almost always share a date: the date bytes (YYYY-MM-DD, all of w0 and
-  // the low two bytes of w1) of the last valid timestamp this thread saw, and its day
-  // number, spare the calendar checks and days_from_civil. thread_local keeps parse_line
-  // safe to call from any thread.
-  struct DateCache {
-    std::uint64_t w0 = 0;
-    std::uint16_t day = 0;  // w0 == 0 never matches: its bytes are not digits
-    std::int64_t days = 0;
+  if (!kTimestampSlices[2].matches(w2)) return false;
+  // Consecutive lines almost always share a minute: the first 16 bytes (YYYY-MM-DDTHH:MM) of
+  // the last valid timestamp this thread saw, and that minute's start, spare the calendar and
+  // clock checks. It starts as a valid pair, so that no input matches a key it never checked.
+  // thread_local keeps parse_line safe to call from any thread.
+  struct MinuteCache {
+    std::uint64_t w0 = word_of("1970-01-");
+    std::uint64_t w1 = word_of("01T00:00");
+    std::int64_t minute_ms = 0;
   };
-  thread_local DateCache cache;
-  std::int64_t days;
-  if (w0 == cache.w0 && static_cast<std::uint16_t>(w1) == cache.day) {
-    days = cache.days;
+  thread_local MinuteCache cache;
+  std::int64_t minute_ms;
+  if (w0 == cache.w0 && w1 == cache.w1) {
+    minute_ms = cache.minute_ms;
   } else {
-    if (!kTimestampSlices[0].matches(w0)) return false;
+    if (!kTimestampSlices[0].matches(w0) || !kTimestampSlices[1].matches(w1)) return false;
     const unsigned year = digits(&t[0], 4), month = digits(&t[5], 2), day = digits(&t[8], 2);
     static constexpr unsigned kDaysInMonth[13] = {0,  31, 28, 31, 30, 31, 30,
                                                   31, 31, 30, 31, 30, 31};
     if (month < 1 || month > 12 || day < 1) return false;
     const unsigned month_days = month == 2 && is_leap(year) ? 29 : kDaysInMonth[month];
     if (day > month_days) return false;
-    days = days_from_civil(year, month, day);
-    cache = {w0, static_cast<std::uint16_t>(w1), days};
+    const unsigned hour = digits(&t[11], 2), minute = digits(&t[14], 2);
+    if (hour > 23 || minute > 59) return false;
+    minute_ms = ((days_from_civil(year, month, day) * 24 + hour) * 60 + minute) * 60'000;
+    cache = {w0, w1, minute_ms};
   }
-  const unsigned hour = digits(&t[11], 2), minute = digits(&t[14], 2);
   const unsigned second = digits(&t[17], 2), milli = digits(&t[20], 3);
-  if (hour > 23 || minute > 59 || second > 59) return false;
-  ms_since_epoch = ((days * 24 + hour) * 60 + minute) * 60'000 + second * 1000 + milli;
+  if (second > 59) return false;
+  ms_since_epoch = minute_ms + second * 1000 + milli;
   return true;
 }
 
@@ -375,7 +382,7 @@ Record parse_line(std::string_view line) noexcept {
   r.dir = equals(dir, "request")    ? Direction::kRequest
           : equals(dir, "response") ? Direction::kResponse
                                     : Direction::kNone;
-  r.kind = !call.empty() && r.dir != Direction::kNone ? LineKind::kCall : LineKind::kPlain;
+  r.kind = !r.call.empty() && r.dir != Direction::kNone ? LineKind::kCall : LineKind::kPlain;
   return r;
 }
 
