@@ -3,7 +3,8 @@
 # Usage: scripts/install-deps.sh [core|bench|all]   (default: core)
 #   core  - build and test: compiler toolchain, meson, liburing, moodycamel, mimalloc, gtest,
 #           simdjson, pugixml and zlib (logscan), OpenMPI (logscan's fleet mode, so that its
-#           tests run), pybind11 and the Python headers (python/)
+#           tests run), pybind11 and the Python headers (python/), python3-fusepy (the FUSE
+#           view that fails a read mid-file, for tests/logscan/read_error.py)
 #   bench - core plus Google Benchmark and the benchmarks' peers
 #   all   - everything, including the optional parts
 # Idempotent, and silent when everything is already present.
@@ -14,7 +15,7 @@ profile="${1:-core}"
 core=(meson ninja-build pkg-config g++ clang libclang-rt-14-dev liburing-dev
       libconcurrentqueue-dev libmimalloc-dev cmake libgtest-dev libgmock-dev
       libbenchmark-dev python3 libsimdjson-dev libpugixml-dev zlib1g-dev pybind11-dev
-      python3-dev libopenmpi-dev openmpi-bin)
+      python3-dev libopenmpi-dev openmpi-bin python3-fusepy)
 # The benchmarks' peers (issue 9): Boost.Interprocess, ZeroMQ, and iceoryx with its RouDi
 # daemon (iox-roudi, package iceoryx), which bench/run_bench.py starts and stops.
 bench=(libboost-dev libzmq3-dev libiceoryx-posh-dev iceoryx)
