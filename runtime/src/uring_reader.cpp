@@ -25,7 +25,9 @@ constexpr unsigned kMaxQueueDepth = 64;
 // Tiny buffers only make sense for tests that cut every line (most lines then take the
 // long-line path); O_DIRECT needs whole pages.
 constexpr std::size_t kMinChunkBytes = 256;
-constexpr std::size_t kMinDirectChunkBytes = 8192;
+// Headroom (4 KiB), the target's alignment slack (up to 4 KiB - 64) and one aligned read
+// (4 KiB) must fit: with 8 KiB, reads were 0 bytes long and next() spun forever.
+constexpr std::size_t kMinDirectChunkBytes = 16384;
 constexpr std::size_t kDirectAlignment = 4096;  // offset, length and address of O_DIRECT reads
 constexpr std::size_t kBlockAlignment = 64;     // what the pool guarantees
 
@@ -72,6 +74,10 @@ UringReader::UringReader(BlockPool pool, const std::vector<std::string>& paths,
   headroom_ = round_up(std::max(options_.chunk_bytes / 8, alignment_), alignment_);
   read_bytes_ =
       round_down(options_.chunk_bytes - headroom_ - (alignment_ - kBlockAlignment), alignment_);
+  if (read_bytes_ == 0) {
+    throw std::logic_error("UringReader: chunk_bytes " + std::to_string(options_.chunk_bytes) +
+                           " leaves no room for a read: kMinChunkBytes is too small");
+  }
 
   InputFiles list = list_input_files(paths, options_.keep_going);
   errors_ = std::move(list.errors);

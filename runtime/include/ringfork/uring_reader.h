@@ -37,7 +37,7 @@ enum class UringFixedBuffers {
 struct UringReaderOptions {
   // Bytes of each read buffer, headroom for the carried line tail included (a block of the
   // smallest pool class that fits is taken per buffer: make it a class size to waste none).
-  // At least 256 B (8 KiB with direct_io), at most the pool's largest class.
+  // At least 256 B (16 KiB with direct_io), at most the pool's largest class.
   std::size_t chunk_bytes = std::size_t{8} << 20;
   // Reads kept in flight, 1..64.
   unsigned queue_depth = 4;
