@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstddef>
+#include <cstdio>
 #include <cstdint>
 #include <random>
 #include <stdexcept>
@@ -61,6 +62,21 @@ RangeRead lines_starting_in(const std::string& text, std::uint64_t offset, std::
   return out;
 }
 
+// Reads `text` (the file at `path`) as consecutive ranges of `length` bytes: each must deliver
+// exactly the lines that start in it, and together the whole file.
+void expect_ranges_tile(UringReader& reader, const std::string& path, const std::string& text,
+                        std::uint64_t length) {
+  std::string joined;
+  for (std::uint64_t offset = 0; offset < text.size(); offset += length) {
+    const RangeRead read = read_range(reader, path, text.size(), offset, length);
+    const RangeRead want = lines_starting_in(text, offset, length);
+    ASSERT_EQ(read.text, want.text) << "range at " << offset;
+    EXPECT_EQ(read.first, want.first) << "range at " << offset;
+    joined += read.text;
+  }
+  EXPECT_TRUE(joined == text) << "the ranges together are not the file";
+}
+
 TEST(UringReaderRange, RangesTilingAFileDeliverEachLineOnceAtEveryRangeLength) {
   SKIP_WITHOUT_IO_URING();
   std::mt19937_64 rng(20261130);
@@ -73,17 +89,35 @@ TEST(UringReaderRange, RangesTilingAFileDeliverEachLineOnceAtEveryRangeLength) {
       UringReader reader(f.pool, {}, {.chunk_bytes = chunk});
       for (const std::uint64_t length : {1, 2, 7, 100, 1000, 4096, 30'000, 100'000}) {
         SCOPED_TRACE("chunk " + std::to_string(chunk) + " range " + std::to_string(length));
-        std::string joined;
-        for (std::uint64_t offset = 0; offset < text.size(); offset += length) {
-          const RangeRead read = read_range(reader, path, text.size(), offset, length);
-          const RangeRead want = lines_starting_in(text, offset, length);
-          ASSERT_EQ(read.text, want.text) << "range at " << offset;
-          EXPECT_EQ(read.first, want.first) << "range at " << offset;
-          joined += read.text;
-        }
-        EXPECT_TRUE(joined == text) << "the ranges together are not the file";
+        expect_ranges_tile(reader, path, text, length);
       }
     }
+  }
+  EXPECT_EQ(f.in_use(), 0u) << "blocks left allocated";
+}
+
+// With direct_io, a range's reads start and end on O_DIRECT's alignment around its bytes: the
+// same lines as through the page cache, and no file falls back to it (an unaligned first read
+// would be refused and make it fall back).
+TEST(UringReaderRange, DirectIoRangesReadAlignedAndDeliverTheSameLines) {
+  SKIP_WITHOUT_IO_URING();
+  std::mt19937_64 rng(20261201);
+  TempDir dir;
+  UringPoolFixture f;
+  const std::string text = random_lines(rng, 100'000, 700, false);
+  const std::string path = dir.write("direct.log", text);
+  for (const std::size_t chunk : {std::size_t{16384}, std::size_t{65536}}) {
+    UringReader reader(f.pool, {}, {.chunk_bytes = chunk, .direct_io = true});
+    // Every range is read from the device: a few hundred of them, not one per byte.
+    for (const std::uint64_t length : {777, 4096, 5000, 30'000, 300'000}) {
+      SCOPED_TRACE("chunk " + std::to_string(chunk) + " range " + std::to_string(length));
+      expect_ranges_tile(reader, path, text, length);
+    }
+    if (reader.stats().direct_files == 0) {
+      std::printf("%s refuses O_DIRECT: aligned range reads NOT CHECKED\n", dir.path.c_str());
+      continue;
+    }
+    EXPECT_EQ(reader.stats().direct_fallbacks, 0u) << "a range read fell back to the page cache";
   }
   EXPECT_EQ(f.in_use(), 0u) << "blocks left allocated";
 }

@@ -24,6 +24,8 @@ void usage(std::FILE* out) {
       "  --partial OUT        write a partial report to OUT instead (for logscan merge)\n"
       "  --keep-going         report unreadable paths, scan the rest, exit 2 at the end\n"
       "  --chunk-bytes N      read buffer size, 256 to 67108864 (default 4194304)\n"
+      "  --direct             read with O_DIRECT, past the page cache (inputs larger than\n"
+      "                       memory); needs --chunk-bytes of 16384 or more\n"
       "  --no-progress        no progress line (there is none unless stderr is a terminal)\n"
       "  --mpi                each MPI rank scans the PATHs on its own host; rank 0 prints\n"
       "  --mpi-split          the ranks split one list of PATHs (a shared filesystem)\n"
@@ -65,14 +67,15 @@ std::optional<int> parse_arguments(int argc, char** argv, Arguments& args) {
   }
   // getopt_long, so that -j2, -j 2, --jobs=2 and --jobs 2 all work, and options may follow
   // the PATHs.
-  enum LongOnly : int { kFormat = 256, kPartial, kKeepGoing, kChunkBytes, kNoProgress, kMpi,
-                        kMpiSplit, kVersion };
+  enum LongOnly : int { kFormat = 256, kPartial, kKeepGoing, kChunkBytes, kDirect, kNoProgress,
+                        kMpi, kMpiSplit, kVersion };
   static const option kOptions[] = {
       {"help", no_argument, nullptr, 'h'},          {"version", no_argument, nullptr, kVersion},
       {"jobs", required_argument, nullptr, 'j'},    {"format", required_argument, nullptr, kFormat},
       {"partial", required_argument, nullptr, kPartial},
       {"keep-going", no_argument, nullptr, kKeepGoing},
       {"chunk-bytes", required_argument, nullptr, kChunkBytes},
+      {"direct", no_argument, nullptr, kDirect},
       {"no-progress", no_argument, nullptr, kNoProgress},
       {"mpi", no_argument, nullptr, kMpi},          {"mpi-split", no_argument, nullptr, kMpiSplit},
       {nullptr, 0, nullptr, 0}};
@@ -110,6 +113,9 @@ std::optional<int> parse_arguments(int argc, char** argv, Arguments& args) {
       case kNoProgress:
         no_progress = true;
         break;
+      case kDirect:
+        args.pipeline.direct_io = true;
+        break;
       case kChunkBytes: {
         const auto bytes = parse_count(optarg);
         if (!bytes || *bytes < 256 || *bytes > (std::uint64_t{64} << 20)) {
@@ -143,6 +149,10 @@ std::optional<int> parse_arguments(int argc, char** argv, Arguments& args) {
   if (args.inputs.empty()) {
     usage(stderr);
     return kExitBadInput;
+  }
+  if (args.pipeline.direct_io && args.pipeline.chunk_bytes < kMinDirectChunkBytes) {
+    return misuse(("--direct needs --chunk-bytes of " + std::to_string(kMinDirectChunkBytes) +
+                   " or more").c_str());
   }
   args.pipeline.progress = !no_progress && ::isatty(STDERR_FILENO) == 1;
   return std::nullopt;

@@ -133,6 +133,10 @@ PipelineResult scan_paths(ringfork::Runtime& runtime, const std::vector<std::str
                                 ": give " + std::to_string(kMinChunkBytes) + ".." +
                                 std::to_string(kMaxChunkBytes));
   }
+  if (options.direct_io && options.chunk_bytes < kMinDirectChunkBytes) {
+    throw std::invalid_argument("logscan: --direct needs --chunk-bytes " +
+                                std::to_string(kMinDirectChunkBytes) + " or more");
+  }
   ringfork::InputFiles inputs;
   try {
     inputs = ringfork::list_input_files(paths, options.keep_going);
@@ -152,7 +156,8 @@ PipelineResult scan_paths(ringfork::Runtime& runtime, const std::vector<std::str
       pipeline.submit(file, {.file_size = size,
                              .offset = offset,
                              .length = std::min<std::uint64_t>(options.chunk_bytes, size - offset),
-                             .read_bytes = options.chunk_bytes});
+                             .read_bytes = options.chunk_bytes,
+                             .direct_io = options.direct_io});
     }
   }
   result.report = pipeline.finish();

@@ -32,6 +32,7 @@ enum ExitStatus : int {
 
 constexpr std::size_t kMinChunkBytes = 256;
 constexpr std::size_t kMaxChunkBytes = std::size_t{64} << 20;  // the pool's largest block
+constexpr std::size_t kMinDirectChunkBytes = 16384;  // UringReaderOptions::direct_io's least
 
 struct PipelineOptions {
   unsigned jobs = 1;  // worker processes
@@ -41,6 +42,10 @@ struct PipelineOptions {
   // a run between workers.
   std::size_t chunk_bytes = std::size_t{4} << 20;
   bool keep_going = false;  // skip unreadable paths instead of failing
+  // Read with O_DIRECT, past the page cache: for inputs larger than memory, which would
+  // otherwise evict everything else cached. Needs chunk_bytes >= kMinDirectChunkBytes. A
+  // filesystem that refuses O_DIRECT (tmpfs) is read through the page cache all the same.
+  bool direct_io = false;
   bool progress = false;    // a progress line on stderr
 };
 

@@ -74,12 +74,14 @@ std::optional<ringfork::UringReader>& worker_reader() {
   return reader;
 }
 
-ringfork::UringReader& reader_for(std::size_t read_bytes) {
+ringfork::UringReader& reader_for(const RangeTask& task) {
   std::optional<ringfork::UringReader>& reader = worker_reader();
-  if (!reader || reader->options().chunk_bytes != read_bytes) {
+  if (!reader || reader->options().chunk_bytes != task.read_bytes ||
+      reader->options().direct_io != task.direct_io) {
     reader.reset();
     reader.emplace(ringfork::Runtime::current()->pool(), std::vector<std::string>{},
-                   ringfork::UringReaderOptions{.chunk_bytes = read_bytes});
+                   ringfork::UringReaderOptions{.chunk_bytes = task.read_bytes,
+                                                .direct_io = task.direct_io});
   }
   return *reader;
 }
@@ -99,7 +101,7 @@ RangeOutcome scan_range(std::string path, RangeTask task) {
   static PartialReport partial;
   partial.clear();
   RangeOutcome outcome;
-  ringfork::UringReader& reader = reader_for(task.read_bytes);
+  ringfork::UringReader& reader = reader_for(task);
   try {
     reader.read_range(path, task.file_size, {.offset = task.offset, .length = task.length});
     while (const std::optional<UringChunk> chunk = reader.next()) {

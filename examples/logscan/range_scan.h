@@ -21,6 +21,7 @@ struct RangeTask {
   std::uint64_t offset = 0;     // the range: lines starting in [offset, offset + length)
   std::uint64_t length = 0;
   std::uint64_t read_bytes = 0;  // the worker's read buffer size (PipelineOptions::chunk_bytes)
+  bool direct_io = false;        // read with O_DIRECT (PipelineOptions::direct_io)
 };
 static_assert(std::is_trivially_copyable_v<RangeTask>, "sent to a worker as it is");
 

@@ -8,9 +8,13 @@
 #include <cstring>
 
 #include "ringfork/uring_reader.h"
+#include "uring_reader_internal.h"
 
 namespace ringfork {
 namespace {
+
+using uring_reader_internal::round_down;
+using uring_reader_internal::round_up;
 
 // The first read past a range's end: a few log lines' worth, so that finishing the last line
 // costs little beside the range's own bytes; a line longer than that doubles it each time.
@@ -43,11 +47,21 @@ void UringReader::read_range(const std::string& path, std::uint64_t file_size,
   paths_.assign(1, path);
   const std::uint64_t end = std::min(file_size, range.offset + range.length);
   // One byte before the range tells whether the range's first byte starts a line.
-  const std::uint64_t first_read = range.offset > 0 ? range.offset - 1 : 0;
-  files_.assign(1, {.size = file_size, .next_read = first_read, .read_limit = end});
+  const std::uint64_t look_back = range.offset > 0 ? range.offset - 1 : 0;
+  // O_DIRECT reads whole aligned blocks: start at the block holding look_back, and end reads
+  // on a block boundary (or the file's end) so that every later read stays aligned too.
+  // Otherwise the kernel refuses the read and the file falls back to the page cache.
+  const std::uint64_t first_read =
+      options_.direct_io ? round_down(look_back, alignment_) : look_back;
+  const std::uint64_t read_limit =
+      options_.direct_io ? std::min<std::uint64_t>(file_size, round_up(end, alignment_)) : end;
+  files_.assign(1, {.size = file_size, .next_read = first_read, .read_limit = read_limit});
   files_[0].done = range.offset >= end;  // an empty range (or one past the end) owns no line
-  range_ = {
-      .active = true, .skipping = range.offset > 0, .end = end, .overrun = kFirstOverrunBytes};
+  range_ = {.active = true,
+            .skipping = range.offset > 0,
+            .lead = look_back - first_read,
+            .end = end,
+            .overrun = kFirstOverrunBytes};
   next_file_ = 0;
   head_file_ = UINT32_MAX;
   emit_offset_ = 0;
@@ -57,6 +71,15 @@ void UringReader::read_range(const std::string& path, std::uint64_t file_size,
 
 bool UringReader::fit_to_range(Slot& slot, bool& last) {
   File& file = files_[slot.file];
+  if (range_.lead > 0) {  // an aligned read's bytes before begin - 1 belong to no line here
+    const std::size_t drop =
+        static_cast<std::size_t>(std::min<std::uint64_t>(range_.lead, slot.filled));
+    slot.target += drop;
+    slot.filled -= drop;
+    slot.file_offset += drop;
+    range_.lead -= drop;
+    if (slot.filled == 0) return false;
+  }
   if (range_.skipping) {
     // The read starts at begin - 1: the range's first line starts after the first '\n'.
     const auto* newline =

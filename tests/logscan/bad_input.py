@@ -283,7 +283,7 @@ class Runner:
         problems = []
         logscan = self.args.logscan
         for args in (["-j1"], ["-j", "1"], ["--jobs=2"], ["--jobs", "2"], ["-j2", "--no-progress"],
-                     ["--chunk-bytes=256"], ["--format=json"], ["--", log]):
+                     ["--chunk-bytes=256"], ["--format=json"], ["--direct"], ["--", log]):
             cmd = [logscan, *args] + ([] if "--" in args else [log])
             try:
                 diff = first_difference(expected, report_of(cmd, self.args.timeout))
@@ -298,7 +298,8 @@ class Runner:
                             (["--jobs=abc"], "-j"), (["-j", "257"], "-j"),
                             (["--format=xml"], "--format"), (["--chunk-bytes", "255"],
                                                              "--chunk-bytes"),
-                            (["--partial="], "--partial"), (["--help=x"], "--help=x")]:
+                            (["--partial="], "--partial"), (["--help=x"], "--help=x"),
+                            (["--direct", "--chunk-bytes", "4096"], "--direct")]:
             code, out, err = run([logscan, *args, log], self.args.timeout)
             if code != 2 or out or named not in err:
                 problems.append(f"  {args}: expected exit 2, no report and {named!r} on "

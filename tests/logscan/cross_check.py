@@ -3,7 +3,7 @@
 
 Several seeds, single- and multi-file, one with a multi-MB payload; the C++ side also
 reads in small chunks with 1, 2 and 8 worker processes, so lines and pairs cross chunk
-and worker boundaries. Reports must be equal as
+and worker boundaries, and with O_DIRECT (--direct). Reports must be equal as
 JSON (and, as both print the same layout, byte for byte).
 
     cross_check.py --logscan PATH --loggen PATH --python-logscan PATH
@@ -17,9 +17,11 @@ import tempfile
 # (seed, files, bytes, big_every): big_every below bytes puts a multi-MB payload in.
 CORPORA = [(1, 1, 3 << 20, 64 << 20), (2, 3, 3 << 20, 64 << 20), (3, 4, 4 << 20, 2 << 20),
            (4, 1, 2 << 20, 1 << 20), (5, 7, 3 << 20, 64 << 20)]
-# (worker processes, read chunk bytes): tiny chunks make lines and pairs cross chunk and
-# worker boundaries everywhere; 8 workers on 2 cores shuffle the order chunks finish in.
-RUNS = [(1, None), (2, None), (8, None), (1, 256), (2, 4096), (8, 4096), (2, 1 << 20)]
+# (worker processes, read chunk bytes, more options): tiny chunks make lines and pairs cross
+# chunk and worker boundaries everywhere; 8 workers on 2 cores shuffle the order chunks
+# finish in; --direct reads with O_DIRECT, each range's reads widened to aligned blocks.
+RUNS = [(1, None, []), (2, None, []), (8, None, []), (1, 256, []), (2, 4096, []), (8, 4096, []),
+        (2, 1 << 20, []), (2, 16384, ["--direct"]), (8, 1 << 20, ["--direct"])]
 
 
 def run(cmd):
@@ -52,11 +54,11 @@ def main():
                 problems.append("loggen is not deterministic: two runs of one seed differ")
             if expected["malformed"] == 0 or not expected["calls"]:
                 problems.append("corpus lacks malformed lines or calls")
-            for jobs, chunk in RUNS:
-                cmd = [args.logscan, "-j", jobs, corpus]
+            for jobs, chunk, more in RUNS:
+                cmd = [args.logscan, "-j", jobs, corpus, *more]
                 cmd += [] if chunk is None else ["--chunk-bytes", chunk]
                 text = run(cmd)
-                what = f"logscan -j {jobs} (chunk {chunk})"
+                what = f"logscan -j {jobs} (chunk {chunk}) {' '.join(more)}"
                 if json.loads(text) != expected:
                     problems.append(f"{what} differs from python_logscan")
                 elif text != python_text:

@@ -145,7 +145,8 @@ struct UringReaderStats {
 // one range of one file, so that several processes share a file's lines between them, each
 // with its own reader kept across ranges. A range read starts one byte before the range, to
 // see whether its first byte begins a line (else the partial line is skipped), and goes on
-// past the range's end, a little at a time, until the newline that ends its last line.
+// past the range's end, a little at a time, until the newline that ends its last line. With
+// direct_io its reads start and end on O_DIRECT's alignment around those bytes instead.
 //
 // Blocking: next() waits only for reads it has submitted, at most io_timeout for each.
 // Memory: at most queue_depth buffers plus one long-line block are held by the reader; the
@@ -232,6 +233,7 @@ class UringReader {
   struct Range {
     bool active = false;
     bool skipping = false;      // the first line start in the range is not found yet
+    std::uint64_t lead = 0;     // bytes read before offset - 1 (O_DIRECT reads start aligned)
     std::uint64_t end = 0;      // lines starting before here (and in the range) are delivered
     std::uint64_t overrun = 0;  // how far past end the next extension of read_limit reaches
   };
