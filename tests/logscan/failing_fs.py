@@ -1,15 +1,16 @@
 #!/usr/bin/python3
 """A read-only FUSE view of a directory in which one file's reads fail with EIO.
 
-    failing_fs.py SOURCE MOUNTPOINT --fail NAME --at OFFSET
+    failing_fs.py SOURCE MOUNTPOINT --fail NAME --at OFFSET [--direct-io]
 
 Mirrors SOURCE at MOUNTPOINT (in the foreground, until SIGTERM or an unmount). A read of
 NAME that covers byte OFFSET fails with EIO, as a disk's bad sector would make it; every
-other read returns the source's bytes. Reads go through the kernel's page cache, which asks
-for whole pages (read-ahead included): a reader sees its read stop short at the failing page,
-then EIO there. (Not direct_io: on Linux 6.18 an io_uring read of a direct_io FUSE file
-whose middle 128 KiB piece fails completes with the full count, part of the buffer never
-written.)
+other read returns the source's bytes. By default reads go through the kernel's page cache,
+which asks for whole pages (read-ahead included): a reader sees its read stop short at the
+failing page, then EIO there. With --direct-io the kernel passes reads through as they come,
+split into requests of up to 128 KiB: on Linux 6.18 an io_uring read whose middle request
+fails then completes with the full count, part of its buffer never written, which is why
+UringReader reads FUSE files 128 KiB at a time.
 
 Runs under Debian's /usr/bin/python3, whose python3-fusepy package (import name `fusepy`)
 scripts/install-deps.sh installs; read_error.py starts it and skips when it cannot mount.
@@ -65,9 +66,10 @@ def main():
     parser.add_argument("mountpoint")
     parser.add_argument("--fail", required=True, help="file name (in SOURCE) whose read fails")
     parser.add_argument("--at", type=int, required=True, help="byte offset the failing read covers")
+    parser.add_argument("--direct-io", action="store_true", help="mount with direct_io")
     args = parser.parse_args()
     fusepy.FUSE(FailingView(os.path.abspath(args.source), args.fail, args.at), args.mountpoint,
-                foreground=True, ro=True)
+                foreground=True, ro=True, direct_io=args.direct_io)
     return 0
 
 

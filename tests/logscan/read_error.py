@@ -10,6 +10,9 @@ offset with EIO, as a bad sector would. Then:
   (`files` counts only the file read whole), and still exits 1.
 - Through the same view, the good file's report equals the source's: the view is faithful,
   so the failures above come from the injected error alone.
+All of it twice: through the page cache, and with the view mounted direct_io (reads reach
+the view as asked; a read spanning several FUSE requests once came back "complete" with a
+hole where the failing request was, and a wrong report).
 
 Needs root, /dev/fuse and Debian's python3-fusepy (scripts/install-deps.sh installs it);
 without them it says what is missing and exits 77, which meson counts as skipped.
@@ -49,11 +52,12 @@ def fuse_missing():
 class FailingView:
     """failing_fs.py mounted over `source`, failing `name` at `offset`; unmounted on exit."""
 
-    def __init__(self, source, mountpoint, name, offset):
+    def __init__(self, source, mountpoint, name, offset, direct_io):
         self.mountpoint = mountpoint
         self.server = subprocess.Popen(
             [FUSE_PYTHON, str(HERE / "failing_fs.py"), source, mountpoint, "--fail", name,
-             "--at", str(offset)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             "--at", str(offset)] + (["--direct-io"] if direct_io else []),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while not os.path.ismount(mountpoint):
             if self.server.poll() is not None or time.monotonic() > deadline:
@@ -80,6 +84,8 @@ def logscan(*args):
 
 
 class MidFileReadError(unittest.TestCase):
+    DIRECT_IO = False
+
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory(prefix="logscan-read-error-")
@@ -92,7 +98,8 @@ class MidFileReadError(unittest.TestCase):
         cls.good_report = json.loads(logscan("-j", "1", cls.good).stdout)
         cls.mountpoint = os.path.join(cls.tmp.name, "view")
         os.mkdir(cls.mountpoint)
-        cls.view = FailingView(cls.source, cls.mountpoint, "app-000.log", BAD_OFFSET)
+        cls.view = FailingView(cls.source, cls.mountpoint, "app-000.log", BAD_OFFSET,
+                               cls.DIRECT_IO)
 
     @classmethod
     def tearDownClass(cls):
@@ -141,6 +148,10 @@ class MidFileReadError(unittest.TestCase):
             self.assertGreaterEqual(report["calls"][call]["requests"], counts["requests"])
         whole = json.loads(logscan("-j", "1", self.source).stdout)
         self.assertLess(report["lines"], whole["lines"], "lines after the error were counted")
+
+
+class MidFileReadErrorDirectIoView(MidFileReadError):
+    DIRECT_IO = True
 
 
 def main():

@@ -114,6 +114,7 @@ struct UringReaderStats {
   std::uint64_t registrations = 0;     // buffer table updates (a new block took a slot)
   std::uint64_t direct_files = 0;      // files read with O_DIRECT
   std::uint64_t direct_fallbacks = 0;  // files whose filesystem refused O_DIRECT
+  std::uint64_t fuse_files = 0;        // files on FUSE, read at most 128 KiB at a time
   std::uint64_t chunks = 0;            // chunks delivered
   std::uint64_t long_line_bytes = 0;   // bytes copied to assemble lines longer than a buffer
   unsigned max_in_flight = 0;          // high-water mark of reads in flight at once
@@ -208,6 +209,7 @@ class UringReader {
     std::uint64_t read_limit = 0;  // reads stop here (size, or a range's end and overrun)
     int fd = -1;
     unsigned reads_pending = 0;  // issued and not yet consumed
+    std::size_t max_read = 0;  // 0, or the most one read may ask for (see open_file)
     bool direct = false;
     bool done = false;  // ended (normally, truncated or failed): skip its reads
   };
@@ -218,6 +220,7 @@ class UringReader {
     std::uint64_t file_offset = 0;  // of target[0]
     std::size_t planned = 0;        // file bytes this read covers
     std::size_t filled = 0;         // bytes of them read so far
+    std::size_t requested = 0;      // bytes the read in flight asked for
     int result = 0;
     int registered = -1;  // index in the fixed-buffer table, -1 for a plain read
     unsigned retries = 0;
