@@ -4,8 +4,10 @@
 // message exits non-zero so the benchmark reports an error instead of a figure.
 //   BM_SpscXproc/{8,64,1024,65536}   SpscRing, one (blocking) push / pop per message
 //   BM_SpscXprocBatch/{8,64,1024}    SpscRing, try_push_batch / try_pop_batch of 32
-//   BM_MpmcXproc/64/P/C              MpmcRing, P producer and C consumer processes, one op
+//   BM_MpmcXproc/64/P/C              ShardedMpmcRing (a lane per producer), P producer and C
+//                                    consumer processes, one op
 //   BM_MpmcXprocBatch/64/P/C         the same with batches of up to 32
+//   BM_MpmcOneRingXproc/64/P/C       one MpmcRing shared by all, one op (info)
 //   BM_QueueXproc/{64,4096}          ByteQueue (Queue<Bytes>'s core), one put / get each
 #include <unistd.h>
 
@@ -31,6 +33,7 @@
 #include "ringfork/eventcount.h"
 #include "ringfork/queue.h"
 #include "ringfork/ring_mpmc.h"
+#include "ringfork/ring_sharded.h"
 #include "ringfork/ring_spsc.h"
 #include "ringfork/segment.h"
 #include "ringfork/spin_wait.h"
@@ -183,8 +186,8 @@ void stamp_mpmc(MpmcMessage& m, std::uint64_t seq, std::uint32_t producer) {
   std::memcpy(m.bytes + 8, &producer, sizeof(producer));
 }
 
-template <bool kBatched>
-bool mpmc_produce(ringfork::MpmcRing<MpmcMessage>& ring, std::uint64_t n, std::uint32_t producer,
+template <bool kBatched, class Ring>
+bool mpmc_produce(Ring& ring, std::uint64_t n, std::uint32_t producer,
                   std::uint32_t producers, rb::ForkedPeer* watched) {
   const std::uint64_t last = first_seq(n, producer + 1, producers);
   std::array<MpmcMessage, kBatch> batch;
@@ -212,8 +215,8 @@ bool mpmc_produce(ringfork::MpmcRing<MpmcMessage>& ring, std::uint64_t n, std::u
   return true;
 }
 
-template <bool kBatched>
-int mpmc_consume(ringfork::MpmcRing<MpmcMessage>& ring, MpmcShared* shared, std::uint64_t n,
+template <bool kBatched, class Ring>
+int mpmc_consume(Ring& ring, MpmcShared* shared, std::uint64_t n,
                  std::uint32_t producers) {
   std::vector<std::uint64_t> next_min(producers);  // per producer: lowest acceptable seq
   std::vector<std::uint64_t> end(producers);
@@ -269,27 +272,47 @@ int mpmc_consume(ringfork::MpmcRing<MpmcMessage>& ring, MpmcShared* shared, std:
   return bad == 0 ? 0 : 1;
 }
 
-template <bool kBatched>
-void mpmc_xproc(benchmark::State& state) {
+// Like moodycamel's initial 1024 slots per producer. Slot chunks are made up front, not
+// timed: one lap through every slot (which creates them), then drained.
+template <class Ring>
+void prefault(Ring& ring, std::size_t slots) {
+  std::vector<MpmcMessage> fill(slots);
+  for (std::size_t i = 0; i < fill.size(); i += kBatch) {
+    ring.try_push_batch(std::span<const MpmcMessage>(fill).subspan(i, kBatch), nullptr);
+  }
+  std::size_t taken = 0;
+  while (ring.try_pop_batch(fill, &taken) == RingStatus::kOk && taken > 0) {
+  }
+}
+
+ringfork::MpmcRing<MpmcMessage> one_ring(ringfork::SharedArena& arena, std::uint32_t producers) {
+  auto ring = ringfork::MpmcRing<MpmcMessage>::create(
+      arena, {.capacity = 1024 * producers, .limit = 0, .chunk_slots = 1024});
+  prefault(ring, ring.capacity());
+  return ring;
+}
+
+ringfork::ShardedMpmcRing<MpmcMessage> sharded_ring(ringfork::SharedArena& arena,
+                                                   std::uint32_t producers) {
+  using Ring = ringfork::ShardedMpmcRing<MpmcMessage>;
+  auto ring = Ring::create(
+      arena, {.lanes = producers, .lane = {.capacity = 1024, .limit = 0, .chunk_slots = 1024}});
+  for (std::uint32_t lane = 0; lane < producers; ++lane) {
+    Ring handle = Ring::attach(arena, ring.offset());  // takes the next lane at its first push
+    prefault(handle, 1024);
+  }
+  return ring;
+}
+
+template <bool kBatched, class MakeRing>
+void mpmc_xproc(benchmark::State& state, MakeRing make_ring) {
   const auto producers = static_cast<std::uint32_t>(state.range(1));
   const auto consumers = static_cast<std::uint32_t>(state.range(2));
   const auto n = static_cast<std::uint64_t>(state.max_iterations);
   SharedMemory memory(std::size_t{64} << 20);
-  // Like moodycamel's initial 1024 per producer; slot chunks made up front, not timed.
-  auto ring = ringfork::MpmcRing<MpmcMessage>::create(
-      memory.arena, {.capacity = 1024 * producers, .limit = 0, .chunk_slots = 1024});
+  auto ring = make_ring(memory.arena, producers);
   rb::SharedRegion shm(sizeof(MpmcShared));
   auto* shared = shm.construct<MpmcShared>();
-  {
-    // Prefault: one lap through every slot (creates the chunks), then drain it.
-    std::vector<MpmcMessage> fill(ring.capacity());
-    for (std::size_t i = 0; i < fill.size(); i += kBatch) {
-      ring.try_push_batch(std::span<const MpmcMessage>(fill).subspan(i, kBatch), nullptr);
-    }
-    std::size_t taken = 0;
-    while (ring.try_pop_batch(fill, &taken) == RingStatus::kOk && taken > 0) {
-    }
-  }
 
   // One producer and one consumer: pinned like every other pair. With four processes on
   // two cores, the scheduler places them (moodycamel's threads are not pinned either).
@@ -337,10 +360,12 @@ void mpmc_xproc(benchmark::State& state) {
   set_processed(state, sizeof(MpmcMessage));
 }
 
-void BM_MpmcXproc(benchmark::State& state) { mpmc_xproc<false>(state); }
-void BM_MpmcXprocBatch(benchmark::State& state) { mpmc_xproc<true>(state); }
+void BM_MpmcXproc(benchmark::State& state) { mpmc_xproc<false>(state, sharded_ring); }
+void BM_MpmcXprocBatch(benchmark::State& state) { mpmc_xproc<true>(state, sharded_ring); }
+void BM_MpmcOneRingXproc(benchmark::State& state) { mpmc_xproc<false>(state, one_ring); }
 BENCHMARK(BM_MpmcXproc)->Args({64, 1, 1})->Args({64, 2, 2})->UseRealTime();
 BENCHMARK(BM_MpmcXprocBatch)->Args({64, 1, 1})->Args({64, 2, 2})->UseRealTime();
+BENCHMARK(BM_MpmcOneRingXproc)->Args({64, 1, 1})->Args({64, 2, 2})->UseRealTime();
 
 // ---- Queue<Bytes> ----------------------------------------------------------------------
 

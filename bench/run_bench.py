@@ -64,6 +64,11 @@ PAIRS = [
     Pair("BM_QueueXproc/4096", "py_queue/4096", "rate", None, "Queue vs Python Queue"),
     Pair("BM_MpmcXproc/64/1/1", "BM_MoodycamelInproc/64/1/1", "rate", 1.0, "MPMC vs moodycamel"),
     Pair("BM_MpmcXproc/64/2/2", "BM_MoodycamelInproc/64/2/2", "rate", 1.0, "MPMC vs moodycamel"),
+    # One MpmcRing shared by every producer (BM_MpmcXproc gives each producer a lane).
+    Pair("BM_MpmcOneRingXproc/64/1/1", "BM_MoodycamelInproc/64/1/1", "rate", None,
+         "one shared MPMC ring vs moodycamel"),
+    Pair("BM_MpmcOneRingXproc/64/2/2", "BM_MoodycamelInproc/64/2/2", "rate", None,
+         "one shared MPMC ring vs moodycamel"),
     *[Pair("BM_QueueXproc/64", peer, "rate", 1.0, "Queue vs peer") for peer in PEERS_64],
     *[Pair("BM_SpscXproc/64", peer, "rate", 1.0, "SPSC vs peer") for peer in PEERS_64],
     *[Pair("BM_QueueXproc/4096", peer, "rate", 1.0, "Queue vs peer") for peer in PEERS_4096],

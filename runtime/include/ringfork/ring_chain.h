@@ -155,17 +155,7 @@ class RingChain {
   // The rings' counters summed (high_water: the largest ring's).
   RingCounters counters() const noexcept {
     RingCounters sum;
-    for_each_ring([&sum](Ring& ring) {
-      const RingCounters c = ring.counters();
-      sum.puts += c.puts;
-      sum.gets += c.gets;
-      sum.full_waits += c.full_waits;
-      sum.empty_waits += c.empty_waits;
-      sum.wakes += c.wakes;
-      sum.high_water = std::max(sum.high_water, c.high_water);
-      sum.dead_producer_slots += c.dead_producer_slots;
-      sum.dead_consumer_slots += c.dead_consumer_slots;
-    });
+    for_each_ring([&sum](Ring& ring) { sum.add(ring.counters()); });
     return sum;
   }
 

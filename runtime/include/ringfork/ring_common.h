@@ -35,6 +35,19 @@ struct RingCounters {
   std::uint64_t high_water = 0;   // most messages ever held at once (as seen by producers)
   std::uint64_t dead_producer_slots = 0;  // slots skipped: claimed by a producer that died
   std::uint64_t dead_consumer_slots = 0;  // slots freed: taken by a consumer that died
+
+  // Adds another ring's counters, as for rings that make up one queue (high_water: the
+  // larger of the two, the most one ring held).
+  void add(const RingCounters& other) noexcept {
+    puts += other.puts;
+    gets += other.gets;
+    full_waits += other.full_waits;
+    empty_waits += other.empty_waits;
+    wakes += other.wakes;
+    high_water = high_water > other.high_water ? high_water : other.high_water;
+    dead_producer_slots += other.dead_producer_slots;
+    dead_consumer_slots += other.dead_consumer_slots;
+  }
 };
 
 // Raises `target` to at least `value`. relaxed: a statistic, ordered with nothing.

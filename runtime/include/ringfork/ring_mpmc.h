@@ -210,6 +210,13 @@ class MpmcRing {
     return true;
   }
 
+  // A published message waits at head: what a waiter on several rings checks before it sleeps.
+  bool head_ready() noexcept {
+    const std::uint64_t position = control_->head.load(std::memory_order_acquire);
+    Slot* slot = slot_at(position, false);
+    return slot != nullptr && slot->state.load(std::memory_order_acquire) == position + 1;
+  }
+
   RingCounters counters() const noexcept {
     RingCounters counters = read_common_counters(*control_);
     counters.dead_producer_slots = control_->dead_producer_slots.load(std::memory_order_relaxed);
@@ -453,11 +460,6 @@ class MpmcRing {
     return base;
   }
 
-  bool head_ready() noexcept {
-    const std::uint64_t position = control_->head.load(std::memory_order_acquire);
-    Slot* slot = slot_at(position, false);
-    return slot != nullptr && slot->state.load(std::memory_order_acquire) == position + 1;
-  }
 
   RingStatus drained_status(std::uint64_t position) const noexcept {
     if (!closed()) return RingStatus::kEmpty;
