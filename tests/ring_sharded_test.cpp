@@ -163,5 +163,11 @@ TEST(ShardedMpmcRingFaults, ProducerKilledAtRandom) {
   });
 }
 
+TEST(ShardedMpmcRingFaults, ConsumerKilledAtRandom) {
+  consumer_killed_trials([](SharedArena& arena) {
+    return Ring::create(arena, {.lanes = 2, .lane = {.capacity = 64}});
+  });
+}
+
 }  // namespace
 }  // namespace ringfork
