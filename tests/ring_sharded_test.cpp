@@ -143,6 +143,32 @@ TEST(ShardedMpmcRing, ThreadsTwoByTwo) {
   EXPECT_EQ(ring.lane(0).counters().puts, kPerProducer) << "the producers shared a lane";
 }
 
+// Threads racing to make a handle's first push agree on one lane: a thread whose messages
+// went to two lanes could see them taken out of order.
+TEST(ShardedMpmcRing, ThreadsOfOneHandleTakeOneLane) {
+  for (int round = 0; round < 50; ++round) {
+    Fixture f(8 << 20);
+    auto ring = Ring::create(f.arena, {.lanes = 4, .lane = {.capacity = 64}});
+    std::atomic<int> ready{0};
+    std::vector<std::thread> threads;
+    for (std::uint32_t t = 0; t < 4; ++t) {
+      threads.emplace_back([&, t] {
+        ready.fetch_add(1);
+        while (ready.load() < 4) {
+        }
+        for (std::uint64_t s = 0; s < 4; ++s) {
+          EXPECT_EQ(ring.try_push(Message::make(t, s)), RingStatus::kOk);
+        }
+      });
+    }
+    for (std::thread& thread : threads) thread.join();
+    std::size_t used = 0;
+    for (std::size_t lane = 0; lane < ring.lane_count(); ++lane) used += ring.lane(lane).size() > 0;
+    ASSERT_EQ(used, 1u) << "one handle's threads pushed to several lanes, round " << round;
+    EXPECT_EQ(ring.size(), 16u);
+  }
+}
+
 Ring stress_ring(SharedArena& arena, std::size_t lanes) {
   return Ring::create(arena, {.lanes = lanes, .lane = {.capacity = 4096}});
 }

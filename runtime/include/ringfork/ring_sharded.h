@@ -168,13 +168,16 @@ class ShardedMpmcRing {
 
   MpmcRing<T>& producer_lane() noexcept {
     const auto pid = static_cast<std::uint64_t>(static_cast<std::uint32_t>(current_pid()));
-    // relaxed: only this process's threads use the value, and any of them may take a lane.
+    // relaxed: the value orders nothing; the lanes themselves order the messages.
     std::uint64_t choice = choice_->producer.load(std::memory_order_relaxed);
-    if ((choice >> 32) != pid) {
-      // relaxed: a ticket; the lanes themselves order the messages.
+    while ((choice >> 32) != pid) {
       const std::uint32_t ticket = control_->next_lane.fetch_add(1, std::memory_order_relaxed);
-      choice = pid << 32 | ticket % lanes_.size();
-      choice_->producer.store(choice, std::memory_order_relaxed);
+      const std::uint64_t mine = pid << 32 | ticket % lanes_.size();
+      // Threads racing to take this process's lane agree on one (a thread whose messages went
+      // to two lanes would lose their order): the loser uses the winner's, its ticket unused.
+      if (choice_->producer.compare_exchange_strong(choice, mine, std::memory_order_relaxed)) {
+        choice = mine;
+      }
     }
     return lanes_[static_cast<std::uint32_t>(choice)];
   }
