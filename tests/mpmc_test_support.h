@@ -132,7 +132,11 @@ void stress(MakeRing make_ring, int producers, int consumers, std::uint64_t per_
   EXPECT_EQ(ring.counters().dead_producer_slots, 0u);
 }
 
-// SIGKILL one of two producer processes at a random point, 200 times, on the ring
+// Kill trials per test: the 200 in plain builds; a quarter under the sanitizers,
+// whose cost per trial would otherwise take most of CI's time budget.
+inline constexpr long kKillTrials = scaled(200, 4);
+
+// SIGKILL one of two producer processes at a random point, kKillTrials times, on the ring
 // make_ring(arena) returns (room for 16384 messages or more): no torn message, no gap or
 // reorder in either producer's messages, the survivor's all arrive, and at most one hole (a
 // position claimed and never published) is skipped.
@@ -140,7 +144,7 @@ template <class MakeRing>
 void producer_killed_trials(MakeRing make_ring) {
   std::mt19937_64 random(4242);
   std::uint64_t holes = 0;
-  for (int trial = 0; trial < 200; ++trial) {
+  for (long trial = 0; trial < kKillTrials; ++trial) {
     Fixture f(16 << 20);
     auto ring = make_ring(f.arena);
     constexpr std::uint64_t kSurvivorMessages = 2000;
@@ -180,11 +184,11 @@ void producer_killed_trials(MakeRing make_ring) {
     EXPECT_LE(counters.dead_producer_slots, 1u);
     holes += counters.dead_producer_slots;
   }
-  std::printf("[ info ] kills that landed between claim and publish: %llu of 200\n",
-              static_cast<unsigned long long>(holes));
+  std::printf("[ info ] kills that landed between claim and publish: %llu of %ld\n",
+              static_cast<unsigned long long>(holes), kKillTrials);
 }
 
-// SIGKILL one of two consumer processes at a random point, 200 times, on the ring
+// SIGKILL one of two consumer processes at a random point, kKillTrials times, on the ring
 // make_ring(arena) returns (a small one, so that the producer waits on the consumers). The producer
 // never wedges on the slot the victim was copying (it is freed once the victim is dead),
 // the survivor never hangs, and no message is delivered twice or torn.
@@ -192,7 +196,7 @@ template <class MakeRing>
 void consumer_killed_trials(MakeRing make_ring) {
   std::mt19937_64 random(777);
   std::uint64_t freed = 0;
-  for (int trial = 0; trial < 200; ++trial) {
+  for (long trial = 0; trial < kKillTrials; ++trial) {
     Fixture f(16 << 20);
     auto ring = make_ring(f.arena);
     constexpr std::uint64_t kMessages = 20000;
@@ -223,8 +227,8 @@ void consumer_killed_trials(MakeRing make_ring) {
     EXPECT_GE(delivered + 1, kMessages) << "trial " << trial;
     freed += ring.counters().dead_consumer_slots;
   }
-  std::printf("[ info ] kills that landed between take and release: %llu of 200\n",
-              static_cast<unsigned long long>(freed));
+  std::printf("[ info ] kills that landed between take and release: %llu of %ld\n",
+              static_cast<unsigned long long>(freed), kKillTrials);
 }
 
 }  // namespace ringfork::testing
