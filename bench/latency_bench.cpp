@@ -146,7 +146,7 @@ void BM_LatencySleepRingfork(benchmark::State& state) {
           if (!check_ping(m, r)) return 1;
           rb::stamp_message(m.bytes, sizeof(m.bytes), r);
           if (rings.pong.try_push(m) != RingStatus::kOk) return 2;
-          shared->pong_ready.notify_one();
+          shared->pong_ready.notify_all();
         }
         return 0;
       },
@@ -170,7 +170,7 @@ void BM_LatencySleepRingfork(benchmark::State& state) {
       const std::int64_t start = rb::now_ns();
       rb::stamp_message(m.bytes, sizeof(m.bytes), r);
       failed = failed || rings.ping.try_push(m) != RingStatus::kOk;
-      if (!failed) shared->ping_ready.notify_one();
+      if (!failed) shared->ping_ready.notify_all();
       PingMessage reply;
       failed = failed || !sleep_pop(rings.pong, shared->pong_ready, reply) || !check_ping(reply, r);
       latency.add(rb::now_ns() - start);

@@ -38,13 +38,13 @@ int main() {
                      [&] { return court->parent_rounds.load(std::memory_order_acquire) >= round; },
                      Deadline::after(std::chrono::seconds(10)));
       court->child_rounds.store(round, std::memory_order_release);
-      court->ball_to_parent.notify_one();
+      court->ball_to_parent.notify_all();
     }
     ::_exit(0);
   }
   for (std::uint64_t round = 1; round <= kRounds; ++round) {
     court->parent_rounds.store(round, std::memory_order_release);
-    court->ball_to_child.notify_one();
+    court->ball_to_child.notify_all();
     if (spin_then_park(court->ball_to_parent,
                        [&] { return court->child_rounds.load(std::memory_order_acquire) >= round; },
                        Deadline::after(std::chrono::seconds(10))) != WaitOutcome::kReady) {

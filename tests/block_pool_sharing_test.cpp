@@ -190,7 +190,7 @@ TEST(BlockPool, BlocksFreedByAnotherThreadAreNeverHandedOutTwice) {
         stamp(f, block, bytes, 7);
         std::lock_guard lock(mutex);
         handed.emplace_back(block, bytes);
-        ready.notify_one();
+        ready.notify_all();
       }
       std::lock_guard lock(mutex);
       --producers_left;

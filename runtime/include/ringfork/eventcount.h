@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <type_traits>
 
 #include "ringfork/asymmetric_fence.h"
 #include "ringfork/cache_line.h"
@@ -21,128 +22,133 @@ namespace ringfork {
 // or, in three steps (the heavy fence paid up front):
 //   auto key = ec.prepare_wait();       // announce: "I may sleep"
 //   if (ready()) { ec.cancel_wait(); }  // re-check after announcing, or a wake may be lost
-//   else ec.commit_wait(key, deadline); // sleeps unless notify() ran since prepare_wait()
-// Notifier: make `ready()` true, then notify_one()/notify_all(). notify costs a compiler
-// barrier and one load of a line that only waiters write, so it stays cheap and syscall-free
-// when no one is waiting. The handshake's full fence is paid by the waiter instead, as a
-// membarrier(2) (asymmetric_fence.h): waiters are rare, notifies are per message. park()
-// pays it only if its first sleep lasts kUnfencedSlice: in the VM this was measured on
-// (bench BM_HeavyFence), a membarrier cost the waiter 41 us while the other CPU ran a
-// ringfork process (which it interrupted), 1.5 us while that CPU was idle.
+//   else ec.commit_wait(key, deadline); // sleeps unless notify_all() ran since prepare_wait()
+// Notifier: make `ready()` true, then notify_all(). notify costs a compiler barrier and one
+// load of a line that only waiters write, so it stays cheap and syscall-free when no one is
+// waiting. The handshake's full fence is paid by the waiter instead, as a membarrier(2)
+// (asymmetric_fence.h): waiters are rare, notifies are per message. park() pays it only if a
+// sleep after announcing lasts kUnfencedSlice: in the VM this was measured on (bench
+// BM_HeavyFence), a membarrier cost the waiter 41 us while the other CPU ran a ringfork
+// process (which it interrupted), 1.5 us while that CPU was idle.
 //
-// A waiter killed between prepare_wait and commit/cancel leaves `waiters_` one too high:
-// notifiers then make a harmless extra futex_wake until the structure is re-created. That
-// only costs time, never correctness.
+// Waiters announce themselves with a flag, not a count, and the notify that sees the flag
+// clears it as it wakes every sleeper; a waiter still waiting after that announces again.
+// So a waiter that dies (a consumer process SIGKILLed while it sleeps, the common case)
+// costs the next notify one futex_wake, where a count it never took back would make every
+// later notify a system call, for as long as the ring lives.
 class EventCount {
  public:
   struct Key {
-    std::uint32_t epoch;
+    std::uint32_t state;  // the state word as announced; commit_wait sleeps while it holds
     // The heavy fence failed: a notifier may have missed our announcement, so sleep only in
     // short slices and let the caller re-check its condition.
     bool must_poll;
   };
 
   Key prepare_wait() noexcept {
-    // seq_cst: this increment and the caller's following reads of the condition must not be
-    // reordered with the notifier's condition write + waiters_ read (a Dekker handshake).
-    waiters_.fetch_add(1, std::memory_order_seq_cst);
+    const std::uint32_t state = announce();
     // The notifier's side of the handshake is only a compiler barrier: this makes every
-    // running notifier's earlier condition store visible, or its later waiters_ load see us.
+    // running notifier's earlier condition store visible, or its later look at the flag see it.
     const bool fenced = heavy_fence();
-    return Key{epoch_.load(std::memory_order_seq_cst), !fenced};
+    return Key{state, !fenced};
   }
 
-  void cancel_wait() noexcept {
-    // relaxed: leaving the waiter set publishes nothing.
-    waiters_.fetch_sub(1, std::memory_order_relaxed);
-  }
+  // Nothing to undo: the flag may be other waiters' too, so it stays until the next notify,
+  // which then makes one futex_wake that wakes no one.
+  void cancel_wait() noexcept {}
 
   // Returns false if the deadline passed before any notify since prepare_wait().
   // With key.must_poll it may also return true after a short sleep without a notify; the
   // caller re-checks its condition either way.
   bool commit_wait(Key key, Deadline deadline) noexcept {
-    bool notified = true;
-    // acquire: pairs with notify's release increment, so the condition written before the
-    // notify is visible once the epoch moved.
-    while (epoch_.load(std::memory_order_acquire) == key.epoch) {
+    // acquire: pairs with notify's release exchange, so the condition written before the
+    // notify is visible once the state moved.
+    while (state_.load(std::memory_order_acquire) == key.state) {
       sleeps_.fetch_add(1, std::memory_order_relaxed);
       const Deadline slice = key.must_poll ? deadline.min(Deadline::after(kPollSlice)) : deadline;
-      if (futex_wait(epoch_, key.epoch, slice) == FutexWaitResult::kTimedOut) {
-        notified = epoch_.load(std::memory_order_acquire) != key.epoch ||
-                   (key.must_poll && !deadline.expired());
-        break;
+      if (futex_wait(state_, key.state, slice) == FutexWaitResult::kTimedOut) {
+        return state_.load(std::memory_order_acquire) != key.state ||
+               (key.must_poll && !deadline.expired());
       }
     }
-    waiters_.fetch_sub(1, std::memory_order_relaxed);
-    return notified;
+    return true;
   }
 
-  // Waits, announced as a waiter throughout, until `ready()` (idempotent and cheap) returns
-  // true (then true) or the deadline passes (then false). Until the heavy fence, a notifier
-  // racing the announcement may miss it: its condition store still in its store buffer,
-  // unseen by ready(), and its waiters_ load too early to see us. A store leaves the store
-  // buffer within a microsecond, so re-checking for kSettleSpins pauses first makes that
-  // practically impossible; to make it impossible, the first sleep ends after kUnfencedSlice
-  // and the fence then makes every such store visible to the next ready(). Later notifiers
-  // see the announcement, so later sleeps last until a notify or the deadline.
+  // Waits, announced, until `ready()` (idempotent and cheap) returns true (then true) or the
+  // deadline passes (then false). Until the heavy fence, a notifier racing an announcement
+  // may miss it: its condition store still in its store buffer, unseen by ready(), and its
+  // look at the flag too early to see it. A store leaves the store buffer within a
+  // microsecond, so re-checking for kSettleSpins pauses first makes that practically
+  // impossible; to make it impossible, the first sleep after an announcement ends after
+  // kUnfencedSlice and the fence then makes every such store visible to the next ready().
+  // A wake that finds the condition still false (another consumer took the message) means
+  // the flag was cleared: the waiter announces again, and the same steps follow.
   template <class Ready>
   bool park(Ready&& ready, Deadline deadline) {
-    // seq_cst: the announcement and the ready() reads after it are not reordered (the
-    // waiter's side of the Dekker handshake; the fence below completes the other side).
-    waiters_.fetch_add(1, std::memory_order_seq_cst);
-    for (int i = 0; i < kSettleSpins; ++i) {
-      if (ready()) {
-        waiters_.fetch_sub(1, std::memory_order_relaxed);
-        return true;
-      }
-      cpu_relax();
-    }
-    bool fenced = false;
-    bool must_poll = false;
-    bool is_ready = false;
     for (;;) {
-      // acquire: pairs with notify's release increment. Read before ready(): a notify after
-      // this read moves the epoch, so the sleep below does not start or ends at once.
-      const std::uint32_t epoch = epoch_.load(std::memory_order_acquire);
-      is_ready = ready();
-      if (is_ready || deadline.expired()) break;
-      Deadline slice = deadline;
-      if (!fenced) {
-        slice = deadline.min(Deadline::after(kUnfencedSlice));
-      } else if (must_poll) {
-        slice = deadline.min(Deadline::after(kPollSlice));
+      const std::uint32_t state = announce();
+      for (int i = 0; i < kSettleSpins; ++i) {
+        if (ready()) return true;
+        cpu_relax();
       }
-      sleeps_.fetch_add(1, std::memory_order_relaxed);
-      const FutexWaitResult woke = futex_wait(epoch_, epoch, slice);
-      if (woke == FutexWaitResult::kTimedOut) {
+      bool fenced = false;
+      bool must_poll = false;
+      for (;;) {
+        if (ready()) return true;
+        if (deadline.expired()) return false;
+        Deadline slice = deadline;
+        if (!fenced) {
+          slice = deadline.min(Deadline::after(kUnfencedSlice));
+        } else if (must_poll) {
+          slice = deadline.min(Deadline::after(kPollSlice));
+        }
+        sleeps_.fetch_add(1, std::memory_order_relaxed);
+        if (futex_wait(state_, state, slice) != FutexWaitResult::kTimedOut) break;
         if (!fenced) {
           fenced = true;
           must_poll = !heavy_fence();
         }
-      } else if (ready()) {
-        // Woken, most often by the notify that made ready() true: looking at it first spares
-        // the way out a read of the epoch's line, which the notifier has just written on its
-        // CPU (a cross-CPU miss, measurable in BM_LatencySleep).
-        is_ready = true;
-        break;
       }
+      // Woken, most often by the notify that made ready() true: looking at it before
+      // announcing again spares the way out a write to the state's line, which the notifier
+      // has just written on its CPU (a cross-CPU miss, measurable in BM_LatencySleep).
+      if (ready()) return true;
     }
-    waiters_.fetch_sub(1, std::memory_order_relaxed);
-    return is_ready;
   }
 
-  void notify_one() noexcept { notify(1); }
-  void notify_all() noexcept { notify(kWakeAll); }
+  // Wakes every sleeper (a cleared flag cannot tell which of them to leave asleep); each
+  // re-checks its condition.
+  void notify_all() noexcept {
+    // The caller's condition store must be ordered before our look at the flag; pairs with
+    // the announcement + heavy fence of the waiter.
+    std::uint32_t state = state_after_fence();
+    while ((state & kSleeperFlag) != 0) {
+      // release: a waiter that sees the new state also sees the condition. Clearing the flag
+      // and moving the epoch in one step makes every announced waiter's futex value stale.
+      if (state_.compare_exchange_weak(state, (state & ~kSleeperFlag) + kEpochStep,
+                                       std::memory_order_release, std::memory_order_relaxed)) {
+        wake_syscalls_.fetch_add(1, std::memory_order_relaxed);
+        futex_wake_all(state_);
+        return;
+      }
+      // Lost the race: another notifier cleared the flag and wakes every sleeper.
+    }
+  }
 
   // Statistics, for tests and ring counters.
   std::uint64_t wake_syscalls() const noexcept {
     return wake_syscalls_.load(std::memory_order_relaxed);
   }
   std::uint64_t sleeps() const noexcept { return sleeps_.load(std::memory_order_relaxed); }
-  std::uint32_t waiters() const noexcept { return waiters_.load(std::memory_order_relaxed); }
+  // A waiter announced itself (and may still wait, or may have left or died) since the last
+  // notify that woke sleepers.
+  bool sleeper_flag() const noexcept {
+    return (state_.load(std::memory_order_relaxed) & kSleeperFlag) != 0;
+  }
 
  private:
-  static constexpr int kWakeAll = 0x7fffffff;
+  static constexpr std::uint32_t kSleeperFlag = 1;  // bit 0; the epoch counts in the rest
+  static constexpr std::uint32_t kEpochStep = 2;
   static constexpr std::chrono::milliseconds kPollSlice{1};
   static constexpr int kSettleSpins = 64;
   // A wait that lasts longer pays the fence; one that ends sooner (a peer answering) does not.
@@ -152,29 +158,25 @@ class EventCount {
   // doubled a sleeping consumer's wake latency in this VM at 200 us (BM_LatencySleep).
   static constexpr std::chrono::milliseconds kUnfencedSlice{5};
 
-  void notify(int count) noexcept {
-    // The caller's condition store must be ordered before our waiters_ read; pairs with the
-    // increment + heavy fence in prepare_wait().
-    if (waiters_after_fence() == 0) return;
-    // release: a waiter that sees the new epoch also sees the condition.
-    epoch_.fetch_add(1, std::memory_order_release);
-    wake_syscalls_.fetch_add(1, std::memory_order_relaxed);
-    futex_wake(epoch_, count);
+  // Sets the flag; returns the state word with it, the value to sleep on.
+  std::uint32_t announce() noexcept {
+    // seq_cst: the announcement and the caller's following reads of the condition must not
+    // be reordered with the notifier's condition write + flag read (a Dekker handshake).
+    return state_.fetch_or(kSleeperFlag, std::memory_order_seq_cst) | kSleeperFlag;
   }
 
-  std::uint32_t waiters_after_fence() noexcept {
+  std::uint32_t state_after_fence() noexcept {
 #if defined(__SANITIZE_THREAD__)
     // ThreadSanitizer does not model fences; a seq_cst read-modify-write is the same
     // handshake in a form it understands (and costs a cache-line write, so only here).
-    return waiters_.fetch_add(0, std::memory_order_seq_cst);
+    return state_.fetch_add(0, std::memory_order_seq_cst);
 #else
     light_fence();
-    return waiters_.load(std::memory_order_relaxed);
+    return state_.load(std::memory_order_relaxed);
 #endif
   }
 
-  std::atomic<std::uint32_t> epoch_{0};
-  std::atomic<std::uint32_t> waiters_{0};
+  std::atomic<std::uint32_t> state_{0};  // kSleeperFlag | epoch * kEpochStep
   std::atomic<std::uint64_t> wake_syscalls_{0};
   std::atomic<std::uint64_t> sleeps_{0};
 };
