@@ -23,8 +23,13 @@ using pool_wire::ResultRecord;
 // must not pin its size for the pool's lifetime.
 constexpr std::size_t kKeptBufferBytes = std::size_t{1} << 20;
 // How often a busy dispatcher looks for results lent by workers busy with a later task; an
-// idle one looks every time its wait for results times out (5 ms).
+// idle one looks every time its wait for results times out (kIdleResultWait).
 constexpr std::chrono::milliseconds kLentCheck{2};
+// How long the dispatcher waits for results before it looks at the workers again: long while
+// the pool runs (a worker's death is rare); short once it is closed, since join() waits for
+// the dispatcher to see every worker's exit.
+constexpr std::chrono::milliseconds kIdleResultWait{5};
+constexpr std::chrono::microseconds kClosingResultWait{250};
 
 void drop_if_huge(Bytes& buffer) {
   if (buffer.capacity() > kKeptBufferBytes) Bytes().swap(buffer);
@@ -181,7 +186,10 @@ void PoolCore::dispatch_loop() {
   while (!stop_dispatch_.load(std::memory_order_acquire)) {
     std::size_t taken = 0;  // results first, then a look at the workers, every round
     try {
-      results.get(messages[0], Deadline::after(std::chrono::milliseconds(5)));
+      // relaxed: a hint; a stale read costs one longer wait.
+      const bool closed = closed_.load(std::memory_order_relaxed);
+      results.get(messages[0],
+                  closed ? Deadline::after(kClosingResultWait) : Deadline::after(kIdleResultWait));
       taken = 1;
       while (taken < kResultBatch && results.get_nowait(messages[taken]) == RingStatus::kOk) {
         ++taken;

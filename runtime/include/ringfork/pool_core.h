@@ -180,7 +180,8 @@ class PoolCore {
   // mostly come back in, so matching a result reads memory the dispatcher has just read
   // (newest first scattered a burst of 10^5 tasks over megabytes).
   std::deque<std::uint32_t> free_job_slots_;
-  bool closed_ = false;
+  // Written under mutex_; the dispatcher also reads it without the lock, to wait less once closed.
+  std::atomic<bool> closed_{false};
   bool terminated_ = false;
 
   std::atomic<bool> stop_dispatch_{false};
