@@ -26,10 +26,10 @@ constexpr std::size_t kKeptBufferBytes = std::size_t{1} << 20;
 // idle one looks every time its wait for results times out (kIdleResultWait).
 constexpr std::chrono::milliseconds kLentCheck{2};
 // How long the dispatcher waits for results before it looks at the workers again: long while
-// the pool runs (a worker's death is rare); short once it is closed, since join() waits for
-// the dispatcher to see every worker's exit.
+// tasks are out (a worker's death is rare, and results wake it); short once the pool is
+// closed and every task answered, when join() waits only for it to see the workers exit.
 constexpr std::chrono::milliseconds kIdleResultWait{5};
-constexpr std::chrono::microseconds kClosingResultWait{250};
+constexpr std::chrono::microseconds kExitsResultWait{250};
 
 void drop_if_huge(Bytes& buffer) {
   if (buffer.capacity() > kKeptBufferBytes) Bytes().swap(buffer);
@@ -186,10 +186,8 @@ void PoolCore::dispatch_loop() {
   while (!stop_dispatch_.load(std::memory_order_acquire)) {
     std::size_t taken = 0;  // results first, then a look at the workers, every round
     try {
-      // relaxed: a hint; a stale read costs one longer wait.
-      const bool closed = closed_.load(std::memory_order_relaxed);
-      results.get(messages[0],
-                  closed ? Deadline::after(kClosingResultWait) : Deadline::after(kIdleResultWait));
+      results.get(messages[0], Deadline::after(awaiting_exits_ ? kExitsResultWait
+                                                               : kIdleResultWait));
       taken = 1;
       while (taken < kResultBatch && results.get_nowait(messages[taken]) == RingStatus::kOk) {
         ++taken;
@@ -284,8 +282,10 @@ void PoolCore::check_workers() {
   std::vector<std::uint32_t> exited;
   {
     std::lock_guard lock(mutex_);
+    awaiting_exits_ = closed_;
     for (std::uint32_t i = 0; i < workers_.size(); ++i) {
       if (workers_[i].running && workers_[i].process->exitcode().has_value()) exited.push_back(i);
+      awaiting_exits_ = awaiting_exits_ && workers_[i].outstanding.empty();
     }
   }
   if (exited.empty()) return;
@@ -396,6 +396,9 @@ void PoolCore::close() {
   std::lock_guard lock(mutex_);
   closed_ = true;
   for (Worker& worker : workers_) worker.tasks->close();
+  // An empty message (no result header, so skipped) wakes the dispatcher from its wait for
+  // results, to look at the workers now. A full queue needs no wake: results are flowing.
+  results_->bytes().put_nowait({});
 }
 
 void PoolCore::terminate() {

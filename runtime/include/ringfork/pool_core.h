@@ -180,11 +180,12 @@ class PoolCore {
   // mostly come back in, so matching a result reads memory the dispatcher has just read
   // (newest first scattered a burst of 10^5 tasks over megabytes).
   std::deque<std::uint32_t> free_job_slots_;
-  // Written under mutex_; the dispatcher also reads it without the lock, to wait less once closed.
-  std::atomic<bool> closed_{false};
+  bool closed_ = false;
   bool terminated_ = false;
 
   std::atomic<bool> stop_dispatch_{false};
+  // The dispatcher's own: at its last look, the pool was closed with no task unanswered.
+  bool awaiting_exits_ = false;
   std::atomic<std::uint64_t> workers_started_{0};
   std::atomic<std::uint64_t> callback_errors_{0};
   std::atomic<std::uint64_t> results_from_dead_workers_{0};
