@@ -35,6 +35,9 @@ struct RingCounters {
   std::uint64_t high_water = 0;   // most messages ever held at once (as seen by producers)
   std::uint64_t dead_producer_slots = 0;  // slots skipped: claimed by a producer that died
   std::uint64_t dead_consumer_slots = 0;  // slots freed: taken by a consumer that died
+  // MPMC rings: full waits that ran to a liveness check, no wake having come in the interval
+  // (a consumer died holding room, or the consumers stopped taking; never while they take).
+  std::uint64_t stalled_full_waits = 0;
 
   // Adds another ring's counters, as for rings that make up one queue (high_water: the
   // larger of the two, the most one ring held).
@@ -47,6 +50,7 @@ struct RingCounters {
     high_water = high_water > other.high_water ? high_water : other.high_water;
     dead_producer_slots += other.dead_producer_slots;
     dead_consumer_slots += other.dead_consumer_slots;
+    stalled_full_waits += other.stalled_full_waits;
   }
 };
 

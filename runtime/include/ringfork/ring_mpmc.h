@@ -107,18 +107,28 @@ class MpmcRing {
   // try_push_with that waits for room until the deadline (then kTimedOut).
   template <class Write>
   RingStatus push_with(Write&& write, Deadline deadline = Deadline::never()) {
+    RingStatus status = try_push_with(write);
+    if (status != RingStatus::kFull) return status;
     for (;;) {
-      const RingStatus status = try_push_with(write);
-      if (status != RingStatus::kFull) return status;
       control_->full_waits.fetch_add(1, std::memory_order_relaxed);
-      const Deadline slice = deadline.min(Deadline::after(kLivenessInterval));
-      // Room comes back when the gate moves: head, or a consumer finishing what it took.
+      // Room comes back when the gate moves: head, or a consumer finishing what it took. The
+      // gate is read before an attempt, so that a consumer freeing room after that attempt
+      // failed moves it past what we wait on. (Read after a failure, it could already show
+      // the room: we then slept on a gate nobody would move, the ring empty and its consumers
+      // asleep, until the liveness slice ran out: with 32 slots, one full wait in 13 to 40
+      // stalled 20 ms that way, test ProducerWaitingForRoomIsWokenByTheConsumer.)
       const std::uint64_t seen_gate = gate();
-      spin_then_park(
+      status = try_push_with(write);
+      if (status != RingStatus::kFull) return status;
+      const Deadline slice = deadline.min(Deadline::after(kLivenessInterval));
+      const WaitOutcome outcome = spin_then_park(
           control_->not_full, [&] { return closed() || gate() != seen_gate; }, slice);
       if (deadline.expired()) {
         const RingStatus last = try_push_with(write);
         return last == RingStatus::kFull ? RingStatus::kTimedOut : last;
+      }
+      if (outcome == WaitOutcome::kTimedOut) {
+        control_->stalled_full_waits.fetch_add(1, std::memory_order_relaxed);
       }
     }
   }
@@ -221,6 +231,7 @@ class MpmcRing {
     RingCounters counters = read_common_counters(*control_);
     counters.dead_producer_slots = control_->dead_producer_slots.load(std::memory_order_relaxed);
     counters.dead_consumer_slots = control_->dead_consumer_slots.load(std::memory_order_relaxed);
+    counters.stalled_full_waits = control_->stalled_full_waits.load(std::memory_order_relaxed);
     return counters;
   }
 

@@ -48,6 +48,7 @@ struct MpmcRingControl {
   std::atomic<std::uint64_t> high_water;
   std::atomic<std::uint64_t> dead_producer_slots;
   std::atomic<std::uint64_t> dead_consumer_slots;
+  std::atomic<std::uint64_t> stalled_full_waits;
   std::atomic<std::uint64_t> spare_chunk;  // a chunk made by a producer that lost the race
   alignas(kFalseSharingRange) ClaimRegistry producers;
   ClaimRegistry consumers;
