@@ -35,8 +35,8 @@ struct RingCounters {
   std::uint64_t high_water = 0;   // most messages ever held at once (as seen by producers)
   std::uint64_t dead_producer_slots = 0;  // slots skipped: claimed by a producer that died
   std::uint64_t dead_consumer_slots = 0;  // slots freed: taken by a consumer that died
-  // MPMC rings: full waits that ran to a liveness check, no wake having come in the interval
-  // (a consumer died holding room, or the consumers stopped taking; never while they take).
+  // MPMC rings: full waits that lasted a whole liveness interval (20 ms) with no wake: the
+  // consumers stopped taking for that long, or one died holding room.
   std::uint64_t stalled_full_waits = 0;
 
   // Adds another ring's counters, as for rings that make up one queue (high_water: the
