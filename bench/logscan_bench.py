@@ -4,7 +4,9 @@
   python3 bench/logscan_bench.py --build build [--gigabytes 1] [--repetitions 3] [--quick]
 
 Makes a loggen corpus once (BUILD/bench/logscan-corpus-<size>, kept for later runs), then
-times `logscan -j 1`, `logscan -j 2`, two half runs with `--partial` plus `logscan merge`,
+times `logscan -j 1`, `logscan -j 2`, `logscan -j 1` pinned to each of the first two CPUs
+(their sum, `logscan/j1_two_cpus`, is what -j 2 would reach if two workers cost nothing over
+one, on CPUs of those speeds), two half runs with `--partial` plus `logscan merge`,
 `mpirun -np 2 logscan --mpi-split -j 1` (if OpenMPI is installed) and
 `bench/python_logscan.py -j 2` over it (page cache warm: one untimed pass first), and checks
 that all of them print the same report. The repetitions take turns (j1, j2, ..., then j1 again),
@@ -142,6 +144,18 @@ def main():
             [str(logscan), "-j", "2", "--partial", partials[1], *halves[1]],
             [str(logscan), "merge", *partials]],
     }
+    # The two CPUs' own speeds, measured the way -j 1 runs (worker and parent on the one CPU):
+    # their sum is what -j 2 could reach if it lost nothing to running two workers. A VM's
+    # vCPUs can differ by 1.5x for minutes (see cpu_speed.py), and then -j 2 / -j 1 depends on
+    # which CPU -j 1 got; -j 2 against this sum does not.
+    pinned_cpus = sorted(os.sched_getaffinity(0))[:2]
+    if len(pinned_cpus) == 2 and shutil.which("taskset"):
+        for cpu in pinned_cpus:
+            runs[f"logscan/j1_cpu{cpu}"] = [["taskset", "-c", str(cpu), str(logscan), "-j", "1",
+                                             str(corpus)]]
+    else:
+        pinned_cpus = []
+        progress("fewer than 2 CPUs or no taskset: no per-CPU -j 1 rows")
     mpirun = shutil.which("mpirun")
     if mpirun:  # two ranks of one worker each against one process with two workers
         runs["logscan/mpi_split_np2"] = [[mpirun, "--allow-run-as-root", "-np", "2",
@@ -164,16 +178,22 @@ def main():
             reports[name] = json.loads(out)
             reps[name].append({"seconds": seconds, "bytes_per_second": size / seconds})
     for name, cmd in runs.items():
+        if name.startswith("logscan/j1_cpu"):
+            continue  # the same processes as logscan/j1
         progress(f"{name}: its memory (one more run, untimed)")
         _, out, rss, pss = run_all(cmd, mpi_env, sample_memory=True)
         if json.loads(out) != reports[name]:
             reports[name + " (memory run)"] = json.loads(out)
         memory[name] = {"peak_rss_sum": rss, "peak_pss_sum": pss}
+    if pinned_cpus:  # the sum within each round, so that both CPUs sample the same stretch
+        reps["logscan/j1_two_cpus"] = [
+            {"bytes_per_second": sum(reps[f"logscan/j1_cpu{cpu}"][rep]["bytes_per_second"]
+                                     for cpu in pinned_cpus)} for rep in range(args.repetitions)]
     benchmarks = []
-    for name in runs:
+    for name in reps:
         rates = [r["bytes_per_second"] for r in reps[name]]
-        benchmarks.append({"name": name, "reps": reps[name], **memory[name], "best": max(rates),
-                           "median": statistics.median(rates), "bytes": size})
+        benchmarks.append({"name": name, "reps": reps[name], **memory.get(name, {}),
+                           "best": max(rates), "median": statistics.median(rates), "bytes": size})
     names = list(reports)
     agree = all(reports[n] == reports[names[0]] for n in names)
     print(json.dumps({"corpus": str(corpus), "bytes": size, "reports_agree": agree,

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from logscan_bench import timed_run  # noqa: E402
+from logscan_bench import run_all  # noqa: E402
 
 LINE = "2024-03-01T10:{m:02d}:{s:02d}.{ms:03d}Z INFO [api-{h}] call=payment.authorize dir={d} req_id=r{i:09d}{extra}\n"
 
@@ -45,11 +45,12 @@ def main():
         write(os.path.join(far, "1-requests.log"), args.pairs, False, "request")
         write(os.path.join(far, "2-responses.log"), args.pairs, False, "response")
         write(os.path.join(near, "pairs.log"), args.pairs, True, "both")
-        _, far_out, far_rss, far_pss = timed_run([[logscan, "-j", "2", far]])
-        _, near_out, near_rss, near_pss = timed_run([[logscan, "-j", "2", near]])
+        _, far_out, far_rss, far_pss = run_all([[logscan, "-j", "2", far]], None, True)
+        _, near_out, near_rss, near_pss = run_all([[logscan, "-j", "2", near]], None, True)
         assert json.loads(far_out)["calls"] == json.loads(near_out)["calls"], "reports differ"
         partial = os.path.join(tmp, "requests.partial")
-        timed_run([[logscan, "-j", "2", "--partial", partial, os.path.join(far, "1-requests.log")]])
+        run_all([[logscan, "-j", "2", "--partial", partial, os.path.join(far, "1-requests.log")]],
+                None, False)
         result = {
             "pairs": args.pairs,
             "far_peak_pss": far_pss, "near_peak_pss": near_pss,

@@ -34,6 +34,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cpu_speed
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
@@ -91,6 +93,8 @@ PAIRS = [
     # logscan (bench/logscan_bench.py; rates are bytes/s of one corpus).
     Pair("logscan/j2", "py_logscan/j2", "rate", 60, "logscan -j 2 vs python_logscan.py -j 2, bytes"),
     Pair("logscan/j2", "logscan/j1", "rate", 1.8, "logscan 2 workers vs 1, bytes"),
+    Pair("logscan/j2", "logscan/j1_two_cpus", "rate", None,
+         "logscan -j 2 vs -j 1 pinned to each CPU, added (what the two CPUs can do)"),
     Pair("logscan/partial_merge_j2", "logscan/j2", "rate", None, "two --partial halves + merge vs one run"),
     Pair("logscan/mpi_split_np2", "logscan/j2", "rate", None, "mpirun -np 2 --mpi-split vs -j 2"),
 ]
@@ -396,6 +400,8 @@ def render(rows, results, machine, command):
     lines += ["", f"Machine: {machine['model']}, {machine['cpus']} CPUs, Linux {machine['kernel']}, "
               f"load {machine['load_at_start']} at start and {machine['load']} at the end, "
               f"{machine['date']}{', commit ' + machine['commit'] if machine.get('commit') else ''}.",
+              f"CPU speeds (bench/cpu_speed.py): {cpu_speed.describe(machine['cpu_speed_at_start'])} "
+              f"at the start, {cpu_speed.describe(machine['cpu_speed'])} at the end.",
               f"Command: `{command}`"]
     return "\n".join(lines) + "\n"
 
@@ -473,6 +479,7 @@ def main():
 
     command = "python3 bench/run_bench.py " + " ".join(sys.argv[1:])
     load_at_start = load_average()
+    cpu_speed_at_start = cpu_speed.measure()
     failures = []
     results = {}
     started = time.monotonic()
@@ -520,6 +527,7 @@ def main():
     rows = [(pair, evaluate(pair, results)) for pair in PAIRS]
     machine = machine_info()
     machine["load_at_start"] = load_at_start
+    machine["cpu_speed_at_start"], machine["cpu_speed"] = cpu_speed_at_start, cpu_speed.measure()
     report = render(rows, results, machine, command)
     (out_dir / "report.md").write_text(report)
     (out_dir / "report.json").write_text(json.dumps({
