@@ -349,13 +349,13 @@ def evaluate(pair, results):
         ratio = row["ours_best"] / row["baseline_best"]
         median_ratio = row["ours_median"] / row["baseline_median"]
     row["ratio"], row["median_ratio"] = ratio, median_ratio
+    # A target counts as met when the median meets it: the best of five rounds can come from
+    # one lucky placement of the two vCPUs.
     higher_better = pair.metric == "rate"
-    if pair.target is None:
-        row["met"] = None
-    elif ratio is None:
+    if pair.target is None or median_ratio is None:
         row["met"] = None
     else:
-        row["met"] = ratio >= pair.target if higher_better else ratio <= pair.target
+        row["met"] = median_ratio >= pair.target if higher_better else median_ratio <= pair.target
     return row
 
 
@@ -371,7 +371,7 @@ def render(rows, results, machine, command):
     unit = {"rate": "items/s", "time": "ns/item", "latency": "one-way median"}
     lines = ["## ringfork vs baselines (best of the repetitions; ratios from this run)", "",
              "| ringfork | best | median | vs baseline | best | median | ratio (best) "
-             "| ratio (median) | target | met |",
+             "| ratio (median) | target | met (median) |",
              "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | --- |"]
     for pair, row in rows:
         ratio = f"{row['ratio']:.3g}x" if row["ratio"] is not None else "-"
