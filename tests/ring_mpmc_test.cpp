@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
+#include <atomic>
 #include <cstring>
 #include <random>
 #include <thread>
@@ -68,6 +71,77 @@ TEST(MpmcRing, CloseDrainsThenReportsClosed) {
   EXPECT_EQ(ring.pop(value, Deadline::after(1s)), RingStatus::kOk);
   EXPECT_EQ(value, 7u);
   EXPECT_EQ(ring.pop(value, Deadline::after(10s)), RingStatus::kClosed);
+}
+
+// A producer killed between its claim and its publish leaves a hole at head. Blocking pops
+// always got past it; a consumer that only polls (try_pop, a Queue's get_nowait) must too.
+TEST(MpmcRing, PollingConsumerGetsPastADeadProducersHole) {
+  Fixture f;
+  auto ring = MpmcRing<std::uint64_t>::create(f.arena, {.capacity = 16});
+  const pid_t producer = fork_child([&] {
+    (void)ring.try_push_with([](std::uint64_t&) noexcept { ::raise(SIGKILL); });
+    return 1;  // not reached
+  });
+  const int status = wait_child(producer);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+  ASSERT_EQ(ring.try_push(42), RingStatus::kOk);  // a live producer's message behind the hole
+  std::uint64_t value = 0;
+  RingStatus got = RingStatus::kEmpty;
+  const Deadline deadline = Deadline::after(10s);  // the check runs every kLivenessInterval
+  while (got == RingStatus::kEmpty && !deadline.expired()) {
+    got = ring.try_pop(value);
+    if (got == RingStatus::kEmpty) std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_EQ(got, RingStatus::kOk) << "try_pop never got past the hole";
+  EXPECT_EQ(value, 42u);
+  EXPECT_EQ(ring.counters().dead_producer_slots, 1u);
+}
+
+// A thread's cached claim record must not outlive its ring: after a segment is unmapped and
+// a new ring is made at the same address, another thread of this process may own record 0
+// there. Sharing it, one consumer ending its claim would end the other's, and producers
+// would overwrite a slot still being read.
+TEST(MpmcRing, ThreadsNeverShareAClaimRecordOfARingMadeWhereAnotherWas) {
+  const void* first_base = nullptr;
+  std::uint64_t first_offset = 0;
+  {
+    Fixture first(64 << 20);
+    auto ring = MpmcRing<std::uint64_t>::create(first.arena, {.capacity = 2});
+    ASSERT_EQ(ring.try_push(1), RingStatus::kOk);
+    std::uint64_t value = 0;
+    ASSERT_EQ(ring.try_pop(value), RingStatus::kOk);  // caches consumer record 0
+    first_base = first.segment.base();
+    first_offset = ring.offset();
+  }
+  Fixture f(64 << 20);
+  auto ring = MpmcRing<std::uint64_t>::create(f.arena, {.capacity = 2});
+  if (f.segment.base() != first_base || ring.offset() != first_offset) {
+    GTEST_SKIP() << "the new segment was not mapped where the old one was";
+  }
+  ASSERT_EQ(ring.try_push(100), RingStatus::kOk);
+  ASSERT_EQ(ring.try_push(101), RingStatus::kOk);  // full
+  std::atomic<bool> reading{false}, may_finish{false};
+  std::uint64_t seen_first = 0, seen_last = 0;
+  std::thread slow_reader([&] {  // takes consumer record 0 of the new ring
+    EXPECT_EQ(ring.pop_with(
+                  [&](const std::uint64_t& slot) noexcept {
+                    seen_first = slot;
+                    reading = true;
+                    while (!may_finish) std::this_thread::sleep_for(1ms);
+                    seen_last = slot;
+                  },
+                  Deadline::after(10s)),
+              RingStatus::kOk);
+  });
+  while (!reading) std::this_thread::sleep_for(1ms);
+  std::uint64_t value = 0;
+  ASSERT_EQ(ring.try_pop(value), RingStatus::kOk);
+  EXPECT_EQ(value, 101u);
+  const RingStatus push = ring.try_push(102);  // position 0 is still being read
+  may_finish = true;
+  slow_reader.join();
+  EXPECT_EQ(push, RingStatus::kFull) << "a producer was let into a slot a consumer was reading";
+  EXPECT_EQ(seen_first, seen_last) << "torn read";
 }
 
 TEST(MpmcRing, ChunksAreMadeOnlyWhenReached) {

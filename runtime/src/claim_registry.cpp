@@ -1,6 +1,7 @@
 #include "ringfork/claim_registry.h"
 
 #include <pthread.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <array>
@@ -27,6 +28,7 @@ const bool atfork_registered = [] {
 struct CachedRecord {
   const ClaimRegistry* registry = nullptr;
   ClaimRecord* record = nullptr;
+  std::uint64_t incarnation = 0;  // the registry's, when cached
   std::uint64_t generation = 0;
   std::int32_t pid = 0;
   std::uint64_t unmap_generation = 0;  // segment_unmap_generation() when cached
@@ -95,23 +97,45 @@ ClaimRecord* remember(const CachedRecord& entry) noexcept {
   auto& last = detail::last_claim_records;
   static_assert(detail::kLastClaimRecords == 2);
   last[1] = last[0];
-  last[0] = {entry.registry, entry.record, entry.generation, entry.pid};
+  last[0] = {entry.registry, entry.record, entry.incarnation, entry.generation, entry.pid};
   return entry.record;
 }
 
 }  // namespace
 
+void ClaimRegistry::stamp() noexcept {
+  static std::atomic<std::uint64_t> made{0};
+  const auto mix = [](std::uint64_t x) {  // splitmix64's finaliser
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111eb;
+    return x ^ (x >> 31);
+  };
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  const auto nanoseconds = static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000 +
+                           static_cast<std::uint64_t>(now.tv_nsec);
+  // relaxed: only the value matters. Zero stays "never stamped".
+  const std::uint64_t value =
+      mix(mix(nanoseconds) ^ (static_cast<std::uint64_t>(::getpid()) << 32) ^
+          made.fetch_add(1, std::memory_order_relaxed));
+  incarnation.store(value | 1, std::memory_order_relaxed);
+}
+
 ClaimRecord* detail::claim_record_slow_path(ClaimRegistry& registry) noexcept {
   (void)atfork_registered;
   const std::uint64_t generation = fork_generation.load(std::memory_order_relaxed);
   ThreadRecords& cache = thread_records;
+  const std::uint64_t incarnation = registry.incarnation.load(std::memory_order_relaxed);
   for (CachedRecord& entry : cache.entries) {
-    // The pid check catches a registry re-created at the same address since we cached it.
+    if (entry.registry != &registry) continue;
     // relaxed: only this thread writes a record it owns.
-    if (entry.registry == &registry && entry.generation == generation &&
+    if (entry.incarnation == incarnation && entry.generation == generation &&
         entry.record->pid.load(std::memory_order_relaxed) == entry.pid) {
       return remember(entry);
     }
+    // A registry made at this address after ours was unmapped: our record went with it,
+    // so there is nothing to give back.
+    if (entry.incarnation != incarnation) entry = CachedRecord{};
   }
   ClaimRecord* record = take_free_record(registry);
   if (record == nullptr) return nullptr;
@@ -128,8 +152,8 @@ ClaimRecord* detail::claim_record_slow_path(ClaimRegistry& registry) noexcept {
     slot = &cache.entries[cache.next_victim++ % cache.entries.size()];
     if (slot->unmap_generation == segment_unmap_generation()) give_back(*slot);
   }
-  *slot = CachedRecord{&registry, record, generation, record->pid.load(std::memory_order_relaxed),
-                       segment_unmap_generation()};
+  *slot = CachedRecord{&registry, record, incarnation, generation,
+                       record->pid.load(std::memory_order_relaxed), segment_unmap_generation()};
   return remember(*slot);
 }
 

@@ -34,6 +34,8 @@ std::uint64_t create_mpmc_control(SharedArena& arena, const MpmcRingOptions& opt
   const std::uint64_t directory = arena.allocate_or_throw(
       chunk_count * sizeof(std::atomic<std::uint64_t>), kCacheLineSize, "MPMC chunk directory");
   auto* header = new (arena.segment().at(Offset<MpmcRingControl>{control})) MpmcRingControl{};
+  header->producers.stamp();
+  header->consumers.stamp();
   header->magic = MpmcRingControl::kMagic;
   header->version = MpmcRingControl::kVersion;
   header->slot_bytes = static_cast<std::uint32_t>(slot_bytes);

@@ -27,6 +27,13 @@ struct ClaimRegistry {
   ClaimRecord records[kMaxRecords];
   // Records [0, records_used) have ever been taken: scans stop there.
   alignas(kCacheLineSize) std::atomic<std::uint32_t> records_used;
+  // Set by stamp() when the ring is made, and different for every registry ever made: a
+  // thread's cached record in a registry since unmapped must not pass for its record in a
+  // new registry made at the same address, whose record there another thread of the same
+  // process may own (the pid check alone cannot tell them apart).
+  std::atomic<std::uint64_t> incarnation;
+
+  void stamp() noexcept;
 
   // The records ever taken (a prefix of `records`).
   std::span<const ClaimRecord> used() const noexcept {
@@ -62,11 +69,12 @@ namespace detail {
 // The registries this thread used last and its records there: every ring operation asks
 // for a record, almost always of the ring (producer side and consumer side: two entries) of
 // the previous calls, so these answer without a function call or a general-dynamic TLS
-// lookup (initial-exec: a fixed offset from the thread pointer; 64 bytes, well within what
+// lookup (initial-exec: a fixed offset from the thread pointer; 80 bytes, well within what
 // a dlopen'ed library may use).
 struct LastClaimRecord {
   const ClaimRegistry* registry = nullptr;
   ClaimRecord* record = nullptr;
+  std::uint64_t incarnation = 0;
   std::uint64_t fork_generation = 0;
   std::int32_t pid = 0;
 };
@@ -84,10 +92,11 @@ ClaimRecord* claim_record_slow_path(ClaimRegistry& registry) noexcept;
 // all kMaxRecords records belong to live threads.
 inline ClaimRecord* claim_record_for_this_thread(ClaimRegistry& registry) noexcept {
   for (const detail::LastClaimRecord& last : detail::last_claim_records) {
-    // The pid check catches a registry re-created at the same address since it was cached.
+    // The incarnation catches a registry made at the same address since it was cached.
     // relaxed: only this thread writes a record it owns; fork_generation changes only in a
-    // single-threaded child right after fork.
+    // single-threaded child right after fork; the incarnation only when the ring is made.
     if (last.registry == &registry &&
+        last.incarnation == registry.incarnation.load(std::memory_order_relaxed) &&
         last.fork_generation == detail::fork_generation.load(std::memory_order_relaxed) &&
         last.record->pid.load(std::memory_order_relaxed) == last.pid) {
       return last.record;

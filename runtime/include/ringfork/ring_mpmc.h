@@ -45,6 +45,11 @@ class MpmcRing {
  public:
   using Slot = MpmcSlot<T>;
   static constexpr std::chrono::milliseconds kLivenessInterval{20};
+  // close() sets this bit of tail (positions never reach 2^63), so that closing and claiming
+  // are ordered on one word: a producer that checked closed() before close() and claims after
+  // it would otherwise put a message into a ring its consumers have already left as drained
+  // (a RingChain seals full rings this way, and such a message was lost).
+  static constexpr std::uint64_t kTailClosed = std::uint64_t{1} << 63;
 
   static MpmcRing create(SharedArena& arena, const MpmcRingOptions& options) {
     return attach(arena, create_mpmc_control(arena, options, sizeof(Slot)));
@@ -191,18 +196,26 @@ class MpmcRing {
 
   // ---- anyone ----
 
-  void close() noexcept { close_ring(*control_); }
+  void close() noexcept {
+    // acq_rel: a consumer that acquires the bit sees every claim made before it in tail.
+    control_->tail.fetch_or(kTailClosed, std::memory_order_acq_rel);
+    close_ring(*control_);
+  }
   bool closed() const noexcept { return control_->closed.load(std::memory_order_acquire) != 0; }
 
   // Claimed and not yet taken; approximate while others are active (like Python's qsize).
-  std::size_t size() const noexcept { return published_span(*control_, capacity()); }
+  std::size_t size() const noexcept {
+    const std::uint64_t head = control_->head.load(std::memory_order_acquire);
+    const std::uint64_t tail = tail_position(std::memory_order_acquire);
+    return tail - head > capacity() ? 0 : static_cast<std::size_t>(tail - head);
+  }
 
   // Skips the position at head if its producer died before publishing it. Returns true if
   // a hole was skipped. Called by blocked consumers; callable by anyone.
   bool recover_dead_producer() noexcept {
     std::uint64_t position = control_->head.load(std::memory_order_acquire);
     // acquire: claims up to tail were announced before tail moved.
-    if (control_->tail.load(std::memory_order_acquire) <= position) return false;
+    if (tail_position(std::memory_order_acquire) <= position) return false;
     Slot* slot = slot_at(position, false);
     if (slot == nullptr) return false;
     if (slot->state.load(std::memory_order_acquire) == position + 1) return false;
@@ -229,6 +242,7 @@ class MpmcRing {
 
   RingCounters counters() const noexcept {
     RingCounters counters = read_common_counters(*control_);
+    counters.puts = tail_position(std::memory_order_relaxed);
     counters.dead_producer_slots = control_->dead_producer_slots.load(std::memory_order_relaxed);
     counters.dead_consumer_slots = control_->dead_consumer_slots.load(std::memory_order_relaxed);
     counters.stalled_full_waits = control_->stalled_full_waits.load(std::memory_order_relaxed);
@@ -249,7 +263,8 @@ class MpmcRing {
         chunks_(new std::atomic<Slot*>[control->chunk_count]()),
         // A lower bound of the gate: every use recomputes it before trusting "full". Not head:
         // a consumer may still be reading a slot below head when this handle is made.
-        cached_gate_(std::make_shared<std::atomic<std::uint64_t>>(0)) {}
+        cached_gate_(std::make_shared<std::atomic<std::uint64_t>>(0)),
+        next_producer_check_(std::make_shared<std::atomic<std::int64_t>>(0)) {}
 
   // The oldest position a consumer may still be reading: head, or an earlier one that a
   // consumer claimed and has not finished. Producers may fill positions up to gate + limit.
@@ -281,7 +296,9 @@ class MpmcRing {
       return status;
     };
     for (;;) {
-      if (closed()) return give_up(RingStatus::kClosed);
+      // The bit in tail decides: a CAS from a position read before close() fails, and then
+      // `position` holds the bit. closed() only returns sooner.
+      if ((position & kTailClosed) != 0 || closed()) return give_up(RingStatus::kClosed);
       // Room under the limit? A stale gate only makes us more cautious; recompute it then.
       // acquire/release: the cached gate is shared by this process's producer threads; one
       // that uses another's gate must also see the consumers' finished reads behind it.
@@ -472,11 +489,37 @@ class MpmcRing {
   }
 
 
-  RingStatus drained_status(std::uint64_t position) const noexcept {
-    if (!closed()) return RingStatus::kEmpty;
-    // acquire: every claim before close is counted in tail.
-    return control_->tail.load(std::memory_order_acquire) <= position ? RingStatus::kClosed
-                                                                      : RingStatus::kEmpty;
+  // kEmpty or kClosed for a pop that found `position` unpublished.
+  RingStatus drained_status(std::uint64_t position) noexcept {
+    // acquire: pairs with close()'s fetch_or. With the bit set no claim can follow, so a
+    // position at or past tail will never be filled.
+    const std::uint64_t tail = control_->tail.load(std::memory_order_acquire);
+    if ((tail & ~kTailClosed) <= position) {
+      return (tail & kTailClosed) != 0 ? RingStatus::kClosed : RingStatus::kEmpty;
+    }
+    // Claimed and not yet published: usually a producer between its claim and its publish,
+    // but one that died there leaves a hole that only a dead-producer check gets past.
+    check_for_dead_producer();
+    return RingStatus::kEmpty;
+  }
+
+  // At most once per kLivenessInterval per handle, so that a consumer that only polls
+  // (get_nowait, try_pop) gets past a dead producer's hole as a blocking one does.
+  [[gnu::cold, gnu::noinline]] void check_for_dead_producer() noexcept {
+    const std::int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
+    std::int64_t due = next_producer_check_->load(std::memory_order_relaxed);
+    // relaxed: a schedule; the check itself orders what it reads.
+    if (now < due || !next_producer_check_->compare_exchange_strong(
+                         due, now + std::chrono::nanoseconds(kLivenessInterval).count(),
+                         std::memory_order_relaxed)) {
+      return;
+    }
+    // A hole skipped: the next one (if any) may be looked at at once.
+    if (recover_dead_producer()) next_producer_check_->store(0, std::memory_order_relaxed);
+  }
+
+  std::uint64_t tail_position(std::memory_order order) const noexcept {
+    return control_->tail.load(order) & ~kTailClosed;
   }
 
   // Ends the claims of dead consumers that hold the gate below `needed`: their messages are
@@ -515,6 +558,8 @@ class MpmcRing {
   // Process-local, shared by copies of the handle and by the threads using them.
   std::shared_ptr<std::atomic<Slot*>[]> chunks_;  // resolved chunk addresses
   std::shared_ptr<std::atomic<std::uint64_t>> cached_gate_;  // a lower bound of gate()
+  // steady_clock nanoseconds: no dead-producer check from a failed pop before then.
+  std::shared_ptr<std::atomic<std::int64_t>> next_producer_check_;
 };
 
 }  // namespace ringfork
