@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <numeric>
 #include <random>
 #include <thread>
@@ -165,6 +166,46 @@ TEST(Queue, PutManyAndGetMany) {
   EXPECT_EQ(queue.get_many(64).size(), 36u);
 }
 
+TEST(Queue, GetManyOfNoneTakesNothing) {
+  Fixture f;
+  auto queue = Queue<int>::create(f.arena, f.pool);
+  queue.put(1);
+  EXPECT_TRUE(queue.get_many(0, 0.1s).empty());
+  EXPECT_EQ(queue.qsize(), 1u) << "get_many(0) took a message";
+  std::vector<Bytes> messages{Bytes(3)};
+  EXPECT_EQ(queue.bytes().get_many(messages, 0, Deadline::after(100ms)), 0u);
+  EXPECT_TRUE(messages.empty());
+  EXPECT_EQ(queue.qsize(), 1u);
+}
+
+// A message that does not decode (bytes put by another type's handle) in the middle of a
+// get_many: the values taken before it are returned, and the next get throws the error.
+TEST(Queue, GetManyKeepsWhatItTookBeforeAMessageThatDoesNotDecode) {
+  Fixture f;
+  auto queue = Queue<std::uint64_t>::create(f.arena, f.pool);
+  queue.put(10);
+  queue.put(11);
+  const std::byte junk[3] = {};
+  queue.bytes().put(junk);
+  queue.put(12);
+  EXPECT_EQ(queue.get_many(10, 1s), (std::vector<std::uint64_t>{10, 11}));
+  EXPECT_THROW(queue.get(1s), std::runtime_error) << "the decode error, deferred";
+  EXPECT_EQ(queue.get(1s), 12u);
+}
+
+// ByteQueue::get_many whose first get times out, or finds the queue closed, leaves no
+// message behind that was never put.
+TEST(Queue, ByteGetManyThatFailsLeavesNoMessage) {
+  Fixture f;
+  auto queue = ByteQueue::create(f.arena, f.pool);
+  std::vector<Bytes> messages;
+  EXPECT_THROW(queue.get_many(messages, 8, Deadline::after(10ms)), Empty);
+  EXPECT_TRUE(messages.empty());
+  queue.close();
+  EXPECT_THROW(queue.get_many(messages, 8, Deadline::after(10ms)), QueueClosed);
+  EXPECT_TRUE(messages.empty());
+}
+
 // An unbounded queue's memory follows its backlog: read as fast as it is written it keeps
 // one ring; a backlog links larger rings, which every handle finds, in order.
 TEST(Queue, UnboundedQueueLinksLargerRingsOnlyAsItsBacklogGrows) {
@@ -295,6 +336,43 @@ TEST(Queue, MemoryCapIsAClearError) {
   auto tiny = Queue<int>::create(f.arena, f.pool, {.max_backlog = 4});
   for (int i = 0; i < 4; ++i) tiny.put(i);
   EXPECT_THROW(tiny.put(4), std::system_error) << "backlog cap of an unbounded queue";
+}
+
+// A ring serves at most ClaimRegistry::kMaxRecords live threads: the next one's put and get
+// fail with an error that names that limit, not the memory cap.
+TEST(Queue, ThreadsPastTheRingsParticipantLimitGetAnErrorNamingIt) {
+  Fixture f;
+  auto queue = Queue<std::uint64_t>::create(f.arena, f.pool);
+  std::atomic<int> ready{0};
+  std::atomic<bool> finish{false};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < ClaimRegistry::kMaxRecords; ++i) {
+    threads.emplace_back([&, i] {
+      queue.put(static_cast<std::uint64_t>(i));
+      std::uint64_t value = 0;
+      (void)queue.get_nowait(value);
+      ++ready;
+      while (!finish) std::this_thread::sleep_for(1ms);
+    });
+  }
+  while (ready < ClaimRegistry::kMaxRecords) std::this_thread::sleep_for(1ms);
+  std::string put_error, get_error;
+  try {
+    queue.put(99);
+  } catch (const std::system_error& error) {
+    put_error = error.what();
+  }
+  try {
+    (void)queue.get(10ms);
+  } catch (const std::system_error& error) {
+    get_error = error.what();
+  }
+  finish = true;
+  for (std::thread& thread : threads) thread.join();
+  const std::string limit = std::to_string(ClaimRegistry::kMaxRecords) + " live threads";
+  EXPECT_NE(put_error.find(limit), std::string::npos) << put_error;
+  EXPECT_NE(get_error.find(limit), std::string::npos) << get_error;
+  EXPECT_EQ(get_error.find("memory cap"), std::string::npos) << get_error;
 }
 
 TEST(Queue, CorruptLengthFromAPeerIsRejected) {

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <new>
 #include <string>
+#include <string_view>
 #include <system_error>
 
 namespace ringfork {
@@ -361,14 +362,14 @@ std::size_t ByteQueue::get_many(std::vector<std::vector<std::byte>>& messages,
                                 std::size_t max_count, Deadline deadline) {
   messages.clear();
   if (max_count == 0) return 0;
-  messages.emplace_back();
-  get(messages.back(), deadline);
+  // Each message lands in `messages` only once taken, so a get that throws (the first one's
+  // Empty or QueueClosed, a later one's error) leaves no empty message that was never put.
+  std::vector<std::byte> message;
+  get(message, deadline);
+  messages.push_back(std::move(message));
   while (messages.size() < max_count) {
-    messages.emplace_back();
-    if (get_nowait(messages.back()) != RingStatus::kOk) {
-      messages.pop_back();
-      break;
-    }
+    if (get_nowait(message) != RingStatus::kOk) break;
+    messages.push_back(std::move(message));
   }
   return messages.size();
 }
@@ -384,13 +385,22 @@ void ByteQueue::throw_for(RingStatus status, std::size_t bytes, const char* oper
       throw Empty("queue is empty");
     case RingStatus::kClosed:
       throw QueueClosed(std::string("queue ") + operation + " on a closed queue");
-    case RingStatus::kNoMemory:
+    case RingStatus::kNoMemory: {
+      // A ring also answers kNoMemory to a thread that finds its participant registry full.
+      const std::string too_many_threads =
+          "more than " + std::to_string(ClaimRegistry::kMaxRecords) +
+          " live threads (in all processes) " + operation + " through one of its rings";
+      if (std::string_view(operation) == "get") {
+        throw std::system_error(ENOMEM, std::generic_category(),
+                                "queue get failed: " + too_many_threads);
+      }
       throw std::system_error(
           ENOMEM, std::generic_category(),
-          "queue memory cap reached putting a message of " + std::to_string(bytes) +
-              " bytes (" + std::to_string(qsize()) +
-              " messages held): raise BlockPoolOptions.max_bytes, QueueOptions.max_backlog "
-              "or the segment capacity, or read from the queue");
+          "queue put of a message of " + std::to_string(bytes) + " bytes failed: its memory cap "
+              "was reached (" + std::to_string(qsize()) + " messages held; raise "
+              "BlockPoolOptions.max_bytes, QueueOptions.max_backlog or the segment capacity, or "
+              "read from the queue), or " + too_many_threads);
+    }
     case RingStatus::kOk:
       break;
   }

@@ -134,7 +134,8 @@ class ByteQueue {
   // On kOk `message` holds the bytes (resized to fit; its capacity is reused).
   RingStatus get_nowait(std::vector<std::byte>& message);
   void get(std::vector<std::byte>& message, Deadline deadline = Deadline::never());
-  // Blocks for the first message, then takes up to max_count without waiting further.
+  // Blocks for the first message, then takes up to max_count without waiting further. If a
+  // get after the first throws, `messages` still holds every message taken before it.
   std::size_t get_many(std::vector<std::vector<std::byte>>& messages, std::size_t max_count,
                        Deadline deadline = Deadline::never());
 

@@ -45,7 +45,8 @@ static_assert(std::is_standard_layout_v<SpscByteRingControl>, "read by other pro
 // that would straddle the end is preceded by a wrap marker and starts at the beginning), so
 // reserve() and peek() hand out one span to write or read in place. A record becomes
 // visible whole at the release of `tail`; a producer killed mid-write publishes nothing.
-// Records hold 0 .. max_record() bytes (capacity / 2 - 8). Headers read from shared memory
+// Records hold 0 .. max_record() bytes (capacity / 2 - 8, and below 4 GiB - 1: the header
+// stores a length in 32 bits, 0xffffffff being the wrap marker). Headers read from shared memory
 // are validated: an impossible length is never followed; peek() returns nothing and
 // corrupt() says why. try_*/reserve/peek never block, throw or allocate (try_pop resizes
 // the caller's buffer); push/pop block to a deadline.
@@ -58,7 +59,9 @@ class SpscByteRing {
   static SpscByteRing attach(const Segment& segment, std::uint64_t offset);
   std::uint64_t offset() const noexcept { return offset_; }
   std::size_t capacity() const noexcept { return mask_ + 1; }
-  std::size_t max_record() const noexcept { return capacity() / 2 - kHeaderBytes; }
+  std::size_t max_record() const noexcept {
+    return std::min<std::size_t>(capacity() / 2 - kHeaderBytes, kWrapMarker - 1);
+  }
 
   // ---- producer ----
   // Room for a record of `length` bytes, to write in place, or an empty span when full,

@@ -1,7 +1,9 @@
 // Queue<T>: multiprocessing.Queue's contract for C++ values, over a ByteQueue.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <exception>
 #include <cstring>
 #include <optional>
 #include <span>
@@ -58,6 +60,34 @@ struct QueueCodec<Bytes> {
 using Timeout = std::chrono::duration<double>;
 inline constexpr Timeout kForever{-1.0};
 
+namespace detail {
+// An error that get_many() met after it had taken values: kept until the next get on the
+// handle rethrows it. Any thread may put or take it (one Queue object may serve many).
+class DeferredError {
+ public:
+  DeferredError() = default;
+  DeferredError(DeferredError&& other) noexcept : error_(other.error_.exchange(nullptr)) {}
+  DeferredError& operator=(DeferredError&& other) noexcept {
+    delete error_.exchange(other.error_.exchange(nullptr));
+    return *this;
+  }
+  ~DeferredError() { delete error_.load(); }
+
+  void put(std::exception_ptr error) { delete error_.exchange(new std::exception_ptr(error)); }
+  std::exception_ptr take() noexcept {
+    // acq_rel: the exception object was made before the pointer was published.
+    std::exception_ptr* held = error_.exchange(nullptr, std::memory_order_acq_rel);
+    if (held == nullptr) return nullptr;
+    std::exception_ptr error = std::move(*held);
+    delete held;
+    return error;
+  }
+
+ private:
+  std::atomic<std::exception_ptr*> error_{nullptr};
+};
+}  // namespace detail
+
 // Contract: as ByteQueue (any thread of any process, one Queue object shared by many threads; a handle made before fork works in the
 // child; put returns once the value is in shared memory, so a producer may exit at once).
 // put/get throw Full/Empty on timeout, QueueClosed after close(), std::system_error(ENOMEM)
@@ -91,23 +121,32 @@ class Queue {
   }
 
   T get(Timeout timeout = kForever) {
+    rethrow_deferred_error();
     Bytes& buffer = receive_buffer();
     queue_.get(buffer, deadline_for(timeout));
     return decoded(buffer);
   }
   RingStatus get_nowait(T& value) {
+    rethrow_deferred_error();
     Bytes& buffer = receive_buffer();
     const RingStatus status = queue_.get_nowait(buffer);
     if (status == RingStatus::kOk) value = decoded(buffer);
     return status;
   }
-  // Blocks for the first value, then takes what is ready, up to max_count.
+  // Blocks for the first value, then takes what is ready, up to max_count. A failure after
+  // the first value (a message that does not decode as T) is thrown by the next get, so that
+  // the values already taken off the queue are returned, not lost.
   std::vector<T> get_many(std::size_t max_count, Timeout timeout = kForever) {
     std::vector<T> values;
+    if (max_count == 0) return values;
     values.push_back(get(timeout));
     T value{};
-    while (values.size() < max_count && get_nowait(value) == RingStatus::kOk) {
-      values.push_back(std::move(value));
+    try {
+      while (values.size() < max_count && get_nowait(value) == RingStatus::kOk) {
+        values.push_back(std::move(value));
+      }
+    } catch (...) {
+      deferred_error_.put(std::current_exception());
     }
     return values;
   }
@@ -144,7 +183,12 @@ class Queue {
     return value;
   }
 
+  void rethrow_deferred_error() {
+    if (std::exception_ptr error = deferred_error_.take()) std::rethrow_exception(error);
+  }
+
   ByteQueue queue_;
+  detail::DeferredError deferred_error_;
 };
 
 // A queue handle travels to another process as its offset and is rebuilt there against
