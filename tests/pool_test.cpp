@@ -2,7 +2,8 @@
 // segfaulting at random (each such task fails with WorkerCrashed, the rest succeed, the pool
 // keeps its size) and while holding answered results not yet sent, long results between
 // batched short ones, maxtasksperchild, terminate with tasks in flight, destruction without
-// join, and exceptions in tasks and callbacks.
+// join, exceptions in tasks and callbacks, an initializer that always fails, use from a
+// forked child, and several threads joining at once.
 #include "ringfork/pool.h"
 
 #include <gtest/gtest.h>
@@ -55,6 +56,7 @@ int g_initialized = 0;
 void set_initialized(int value) { g_initialized = value; }
 int read_initialized(int) { return g_initialized; }
 int own_pid(int) { return static_cast<int>(::getpid()); }
+void fail_to_connect(int) { throw std::runtime_error("no database at port 5432"); }
 
 TEST(Pool, ApplyAndApplyAsyncReturnResults) {
   Pool pool(*g_runtime, 2);
@@ -302,6 +304,69 @@ TEST(Pool, InitializerAndMaxTasksPerChild) {
   EXPECT_GE(pool.core().workers_started(), 6u);
   pool.close();
   pool.join();
+}
+
+// Python's Pool respawns workers whose initializer throws forever, and the task waits
+// forever. Here a few deaths in a row before any task break the pool, with the reason.
+TEST(Pool, InitializerThatAlwaysFailsBreaksThePoolInsteadOfRespawningForever) {
+  PoolOptions options;
+  options.initializer = pack_call(&fail_to_connect, 0);
+  Pool pool(*g_runtime, 2, options);
+  auto result = pool.apply_async(&square, 3);
+  try {
+    result.get(60s);
+    ADD_FAILURE() << "the task ran although no worker could start";
+  } catch (const WorkerCrashed& error) {
+    EXPECT_NE(std::string(error.what()).find("no database at port 5432"), std::string::npos)
+        << error.what();
+    EXPECT_EQ(error.exit_code(), 1);
+  }
+  EXPECT_THROW(pool.apply_async(&square, 4), PoolBroken);
+  pool.close();
+  pool.join();
+  EXPECT_LE(pool.core().workers_started(), 5u) << "2 workers, then replacements up to 3 deaths";
+}
+
+// The pool's threads exist only in the process that made it: a forked child using its copy
+// gets a clear error instead of a task that never completes, and dropping the copy neither
+// aborts (std::thread's destructor) nor touches the maker's workers.
+TEST(Pool, UsedFromAForkedChildIsAClearErrorAndItsCopyGoesQuietly) {
+  auto pool = std::make_unique<Pool>(*g_runtime, 1);
+  EXPECT_EQ(pool->apply(&square, 5), 25);
+  Process child(
+      *g_runtime,
+      [&] {
+        try {
+          pool->apply(&square, 2);
+          return 1;
+        } catch (const std::logic_error&) {
+        }
+        try {
+          pool->close();
+          return 2;
+        } catch (const std::logic_error&) {
+        }
+        pool.reset();
+        return 0;
+      },
+      StartMethod::kDirect);
+  child.start();
+  ASSERT_TRUE(child.join(30s)) << "the child hung on its copy of the pool";
+  EXPECT_EQ(child.exitcode(), 0) << "1: apply ran; 2: close ran; -6: the copy's destructor aborted";
+  EXPECT_EQ(pool->apply(&square, 6), 36) << "the maker's pool still works";
+  pool->close();
+  pool->join();
+}
+
+TEST(Pool, ManyThreadsJoiningAtOnceAllReturnAfterEveryTask) {
+  Pool pool(*g_runtime, 2);
+  std::vector<AsyncResult<int>> results;
+  for (int i = 0; i < 200; ++i) results.push_back(pool.apply_async(&square, i));
+  pool.close();
+  std::vector<std::thread> joiners;
+  for (int i = 0; i < 4; ++i) joiners.emplace_back([&] { pool.join(); });
+  for (auto& joiner : joiners) joiner.join();
+  for (int i = 0; i < 200; ++i) ASSERT_EQ(results[i].get(0s), i * i) << i;
 }
 
 TEST(Pool, TerminateFailsPendingTasksAndDestructionWithoutJoinIsSafe) {

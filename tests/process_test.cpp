@@ -1,6 +1,7 @@
 // Process and Runtime: the Process API on both start methods, exit codes for every way a
 // worker can end, misuse errors, no zombies, no orphans (the parent SIGKILLed with 16
-// workers running), the spawn rate, and the two seed scenarios that hang in Python.
+// workers running), direct children outliving the thread that started them and started
+// from inside a direct child, the spawn rate, and the two seed scenarios that hang in Python.
 #include "ringfork/process.h"
 
 #include <dirent.h>
@@ -12,6 +13,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -284,6 +286,65 @@ TEST(Process, NoZombiesEvenWithoutJoin) {
   std::this_thread::sleep_for(300ms);
   EXPECT_TRUE(zombie_children_of(::getpid()).empty());
   EXPECT_TRUE(zombie_children_of(g_runtime->template_pid()).empty());
+}
+
+// PR_SET_PDEATHSIG fires when the thread that forked a child ends, not its process: a
+// child forked by a short-lived thread was killed with it.
+TEST(Process, DirectChildOutlivesTheThreadThatStartedIt) {
+  auto queue = Queue<std::uint64_t>::create(g_runtime->arena(), g_runtime->pool());
+  Process process(
+      *g_runtime,
+      [&] {
+        std::this_thread::sleep_for(400ms);  // the starting thread has ended by now
+        queue.put(42);
+        return 5;
+      },
+      StartMethod::kDirect);
+  std::thread starter([&] {
+    process.start();
+    // Long enough for the child to have armed its death signal: the thread's end must be
+    // what it would see.
+    std::this_thread::sleep_for(100ms);
+  });
+  starter.join();
+  ASSERT_TRUE(process.join(30s));
+  EXPECT_EQ(process.exitcode(), 5);
+  EXPECT_EQ(queue.get(1s), 42u);
+}
+
+// A direct child inherits a copy of its parent's reaper, whose thread does not exist in it:
+// its own direct children need a reaper of its own, started once even when several threads
+// start their first child at the same moment.
+TEST(Process, DirectChildrenOfADirectChildAreJoinedAndReaped) {
+  Process child(
+      *g_runtime,
+      [] {
+        constexpr int kThreads = 4;
+        std::vector<std::optional<Process>> grandchildren(kThreads);
+        std::atomic<int> ready{0};
+        std::vector<std::thread> starters;
+        for (int i = 0; i < kThreads; ++i) {
+          grandchildren[i].emplace(*g_runtime, [i] { return 10 + i; }, StartMethod::kDirect);
+          starters.emplace_back([&, i] {
+            ready.fetch_add(1);
+            while (ready.load() < kThreads) {
+            }
+            grandchildren[i]->start();
+          });
+        }
+        for (auto& starter : starters) starter.join();
+        for (int i = 0; i < kThreads; ++i) {
+          if (!grandchildren[i]->join(10s)) return 100 + i;  // never reaped
+          if (grandchildren[i]->exitcode() != 10 + i) return 110 + i;
+        }
+        std::this_thread::sleep_for(100ms);
+        return zombie_children_of(::getpid()).empty() ? 0 : 120;
+      },
+      StartMethod::kDirect);
+  child.start();
+  ASSERT_TRUE(child.join(60s));
+  EXPECT_EQ(child.exitcode(), 0) << "100+i: grandchild i never reaped; 110+i: wrong exit "
+                                    "code; 120: zombies left";
 }
 
 bool process_gone(pid_t pid) {

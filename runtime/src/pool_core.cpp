@@ -63,7 +63,8 @@ struct PoolCore::CallbackQueue {
 };
 
 PoolCore::PoolCore(Runtime& runtime, int processes, PoolOptions options)
-    : runtime_(runtime), processes_(processes), options_(std::move(options)) {
+    : runtime_(runtime), processes_(processes), options_(std::move(options)),
+      creator_(::getpid()) {
   if (processes < 1) {
     throw std::invalid_argument("Pool needs at least one process, got " + std::to_string(processes));
   }
@@ -99,9 +100,24 @@ PoolCore::PoolCore(Runtime& runtime, int processes, PoolOptions options)
 }
 
 PoolCore::~PoolCore() {
+  if (::getpid() != creator_) {
+    // A forked copy: the threads and workers are the maker's. std::thread's destructor would
+    // abort on the threads, which do not exist here, so they are forgotten, not joined.
+    static auto* forgotten = new std::vector<std::thread>();
+    forgotten->push_back(std::move(dispatcher_));
+    for (std::thread& thread : callback_threads_) forgotten->push_back(std::move(thread));
+    return;
+  }
   if (joined_) return;
   terminate();
   join();
+}
+
+void PoolCore::check_owner(const char* operation) const {
+  if (::getpid() == creator_) return;
+  throw std::logic_error(std::string("Pool.") + operation + " from process " +
+                         std::to_string(::getpid()) + ", but the pool belongs to process " +
+                         std::to_string(creator_) + " (a pool is used by the process that made it)");
 }
 
 void PoolCore::start_worker(std::uint32_t index) {
@@ -119,6 +135,8 @@ void PoolCore::start_worker(std::uint32_t index) {
                                 index, std::uint64_t{options_.maxtasksperchild}, initializer,
                                 outbox_offset_ + index * std::uint64_t{sizeof(PoolOutbox)});
   worker.process->set_name("PoolWorker-" + std::to_string(index));
+  worker.claimed_before_start = worker.tasks->counters().gets;
+  outboxes_[index].initializer_error[0] = '\0';
   worker.process->start();
   worker.running = true;
   workers_started_.fetch_add(1, std::memory_order_relaxed);
@@ -126,8 +144,10 @@ void PoolCore::start_worker(std::uint32_t index) {
 
 void PoolCore::submit(PoolTrampoline trampoline, std::uintptr_t function,
                       std::span<const std::byte> arguments, Completion on_done) {
+  check_owner("submit");
   const std::unique_lock lock = lock_soon(mutex_);
   if (closed_) throw std::logic_error("Pool: task submitted after close() or terminate()");
+  if (!broken_.empty()) throw PoolBroken(broken_);
   Bytes& message = task_message_;
   message.resize(pool_wire::kTaskHeader + arguments.size());
   const std::uint64_t code[2] = {reinterpret_cast<std::uint64_t>(trampoline), function};
@@ -330,26 +350,49 @@ void PoolCore::check_workers() {
     outbox.answered.store(claimed, std::memory_order_relaxed);
     outbox.flushed.store(claimed, std::memory_order_relaxed);
     outbox.lending.store(pool_wire::kWorkerOwns, std::memory_order_relaxed);
+    if (claimed == worker.claimed_before_start) {
+      count_early_death(index, exit_code);
+    } else {
+      early_deaths_ = 0;
+    }
     worker.running = false;
     worker.process.reset();
     if (terminated_ || (closed_ && worker.outstanding.empty())) continue;
-    try {
-      start_worker(index);
-    } catch (const std::exception& error) {
-      // No replacement (the template is gone): the worker's queued tasks cannot run.
-      const std::string what = std::string("no replacement worker: ") + error.what();
-      for (const auto& [sequence, id] : worker.outstanding) {
-        if (Job* job = find_job(id)) {
-          ended.push_back(Ready{end_job(*job, id), crashed_outcome(what, exit_code)});
-        }
+    if (broken_.empty()) {
+      try {
+        start_worker(index);
+        continue;
+      } catch (const std::exception& error) {
+        broken_ = std::string("Pool is broken: no replacement worker could be started: ") +
+                  error.what();
       }
-      worker.outstanding.clear();
     }
+    // No replacement: the worker's queued tasks cannot run.
+    for (const auto& [sequence, id] : worker.outstanding) {
+      if (Job* job = find_job(id)) {
+        ended.push_back(Ready{end_job(*job, id), crashed_outcome(broken_, exit_code)});
+      }
+    }
+    worker.outstanding.clear();
   }
   bool any_running = false;
   for (const Worker& worker : workers_) any_running = any_running || worker.running;
   if (!any_running) all_exited_.notify_all();
   deliver(ended);
+}
+
+void PoolCore::count_early_death(std::uint32_t index, int exit_code) {
+  if (terminated_ || exit_code == 0) return;  // killed by us, or ended as asked
+  if (++early_deaths_ < kEarlyDeathLimit || !broken_.empty()) return;
+  const char* initializer_error = outboxes_[index].initializer_error;
+  broken_ = "Pool is broken: " + std::to_string(early_deaths_) +
+            " workers in a row died before taking a task (the last " +
+            (exit_code < 0 ? "by signal " + std::to_string(-exit_code)
+                           : "with status " + std::to_string(exit_code)) +
+            ")" +
+            (initializer_error[0] != '\0'
+                 ? std::string("; the initializer threw: ") + initializer_error
+                 : std::string());
 }
 
 // Empties `ready` (keeping its capacity).
@@ -393,6 +436,7 @@ void PoolCore::run_callback(Completion& on_done, TaskOutcome& outcome) noexcept 
 }
 
 void PoolCore::close() {
+  check_owner("close");
   std::lock_guard lock(mutex_);
   closed_ = true;
   for (Worker& worker : workers_) worker.tasks->close();
@@ -403,6 +447,7 @@ void PoolCore::close() {
 
 void PoolCore::terminate() {
   std::vector<Ready> pending;
+  check_owner("terminate");
   const std::string what = "the pool was terminated before the task finished";
   {
     std::lock_guard lock(mutex_);
@@ -425,6 +470,9 @@ void PoolCore::terminate() {
 }
 
 void PoolCore::join() {
+  check_owner("join");
+  std::lock_guard joining(join_mutex_);
+  if (joined_) return;
   {
     std::unique_lock lock(mutex_);
     if (!closed_) throw std::logic_error("Pool.join() before close() or terminate()");

@@ -65,7 +65,7 @@ class RecordReader {
 // `answered` counts it: if the worker then dies, the parent delivers the staged records
 // itself, so batching results costs no task its answer.
 struct alignas(kCacheLineSize) PoolOutbox {
-  static constexpr std::uint32_t kVersion = 2;
+  static constexpr std::uint32_t kVersion = 3;
   // The staging area, a result message being built: its header, then records.
   static constexpr std::size_t kStagedBytes = 8192;
 
@@ -85,6 +85,9 @@ struct alignas(kCacheLineSize) PoolOutbox {
   // them itself, so a quick task's result never waits for a slow task after it.
   std::atomic<std::uint32_t> lending;
   std::byte staged[kStagedBytes];
+  // Why the worker's initializer failed (NUL-terminated, cut short), or empty; the parent
+  // clears it before starting a worker and reads it after the worker died.
+  char initializer_error[256];
 };
 
 // PoolOutbox::lending. kWorkerOwns -> kLent (worker, before a task) -> kWorkerOwns (worker,

@@ -1,9 +1,14 @@
 // The pool worker's loop: tasks one at a time, results answered in batches through the
 // worker's outbox (pool_wire.h).
 #include <sched.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
 #include <exception>
+#include <string>
 #include <string_view>
 
 #include "pool_wire.h"
@@ -145,6 +150,31 @@ void write_error(Bytes& result, std::string_view message) {
   std::memcpy(result.data() + kPayloadAt, message.data(), message.size());
 }
 
+// Runs the pool's initializer; if it throws, says why in the outbox (the parent reports it)
+// and on stderr, and the worker ends.
+bool run_initializer(std::span<const std::byte> initializer, const DecodeContext& context,
+                     PoolOutbox& outbox) {
+  std::string error;
+  try {
+    ArgReader in(initializer, context);
+    const auto trampoline = reinterpret_cast<PoolTrampoline>(in.read_raw<std::uint64_t>());
+    const auto function = in.read_raw<std::uint64_t>();
+    ArgWriter ignored;
+    trampoline(function, in, ignored);
+    return true;
+  } catch (const std::exception& exception) {
+    error = exception.what();
+  } catch (...) {
+    error = "an exception not derived from std::exception";
+  }
+  const std::size_t length = std::min(error.size(), sizeof(outbox.initializer_error) - 1);
+  std::memcpy(outbox.initializer_error, error.data(), length);
+  outbox.initializer_error[length] = '\0';
+  std::fprintf(stderr, "ringfork: pool worker %d: the initializer failed: %s\n",
+               static_cast<int>(::getpid()), error.c_str());
+  return false;
+}
+
 }  // namespace
 
 int pool_worker_main(Queue<Bytes> tasks, Queue<Bytes> results, std::uint32_t worker,
@@ -152,13 +182,7 @@ int pool_worker_main(Queue<Bytes> tasks, Queue<Bytes> results, std::uint32_t wor
   const DecodeContext context = Runtime::current()->decode_context();
   auto* outbox = Runtime::current()->segment().at(Offset<PoolOutbox>{outbox_offset});
   if (outbox->version != PoolOutbox::kVersion) return 1;
-  if (!initializer.empty()) {
-    ArgReader in(initializer, context);
-    const auto trampoline = reinterpret_cast<PoolTrampoline>(in.read_raw<std::uint64_t>());
-    const auto function = in.read_raw<std::uint64_t>();
-    ArgWriter ignored;
-    trampoline(function, in, ignored);  // an exception ends the worker with exit code 1
-  }
+  if (!initializer.empty() && !run_initializer(initializer, context, *outbox)) return 1;
   ResultBatcher batcher(*outbox, results.bytes(), worker);
   // Reused for every task: a trivial task then costs no allocation in the worker.
   ReceivedMessage task;

@@ -1,5 +1,6 @@
 #include "ringfork/process.h"
 
+#include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -86,53 +87,89 @@ void Process::start() {
   }
   if (started_) throw std::logic_error("Process '" + name_ + "': start() called twice");
   entry_ = runtime_->acquire_entry();
-  started_ = true;
-  WorkerEntry& worker = runtime_->entry(entry_);
   if (method_ == StartMethod::kDirect) {
-    pid_ = runtime_->spawn_direct(entry_, &run_body, &body_);
+    try {
+      pid_ = runtime_->spawn_direct(entry_, &run_body, &body_);
+    } catch (...) {
+      runtime_->abandon_entry(entry_);  // no child was made: the entry is free again
+      throw;
+    }
   } else {
-    runtime_->request_spawn(entry_, trampoline_, function_, args_);
-    // The template answers within microseconds; the bound only guards against a template
-    // that died meanwhile.
-    const Deadline deadline = Deadline::after(std::chrono::seconds(30));
-    while (worker.state.load(std::memory_order_acquire) == WorkerEntry::kRequested) {
-      spin_then_park(
-          worker.changed,
-          [&] { return worker.state.load(std::memory_order_acquire) != WorkerEntry::kRequested; },
-          deadline.min(Deadline::after(std::chrono::milliseconds(100))));
-      if (!runtime_->template_alive() || deadline.expired()) {
-        throw std::system_error(ESRCH, std::generic_category(),
-                                "Process '" + name_ + "': the ringfork template did not answer");
-      }
-    }
-    if (const std::uint32_t error = worker.spawn_errno.load(std::memory_order_relaxed)) {
-      throw std::system_error(static_cast<int>(error), std::generic_category(),
-                              "Process '" + name_ + "': the template could not fork");
-    }
-    pid_ = worker.pid.load(std::memory_order_relaxed);
+    pid_ = start_from_template();
   }
+  started_ = true;
   // A pidfd pins the pid: signals through it can never hit a recycled pid.
   pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
+}
+
+pid_t Process::start_from_template() {
+  WorkerEntry& worker = runtime_->entry(entry_);
+  try {
+    runtime_->request_spawn(entry_, trampoline_, function_, args_);
+  } catch (...) {
+    runtime_->abandon_entry(entry_);  // the template never saw the request
+    throw;
+  }
+  // The template answers within microseconds; the bound only guards against a template
+  // that died meanwhile. (An entry it never answered stays taken: it might answer later.)
+  const Deadline deadline = Deadline::after(std::chrono::seconds(30));
+  while (worker.state.load(std::memory_order_acquire) == WorkerEntry::kRequested) {
+    spin_then_park(
+        worker.changed,
+        [&] { return worker.state.load(std::memory_order_acquire) != WorkerEntry::kRequested; },
+        deadline.min(Deadline::after(std::chrono::milliseconds(100))));
+    if (!runtime_->template_alive() || deadline.expired()) {
+      throw std::system_error(ESRCH, std::generic_category(),
+                              "Process '" + name_ + "': the ringfork template did not answer");
+    }
+  }
+  if (const std::uint32_t error = worker.spawn_errno.load(std::memory_order_relaxed)) {
+    runtime_->abandon_entry(entry_);  // the template recorded its failed fork and let go
+    throw std::system_error(static_cast<int>(error), std::generic_category(),
+                            "Process '" + name_ + "': the template could not fork");
+  }
+  return worker.pid.load(std::memory_order_relaxed);
+}
+
+void Process::settle_if_orphaned() const {
+  if (method_ != StartMethod::kTemplate || !started_) return;
+  WorkerEntry& worker = runtime_->entry(entry_);
+  if (worker.state.load(std::memory_order_acquire) != WorkerEntry::kRunning) return;
+  if (!runtime_->template_gone()) return;
+  pollfd exited{pidfd_, POLLIN, 0};
+  const bool ended = pidfd_ >= 0 ? ::poll(&exited, 1, 0) == 1 : !process_alive(pid_);
+  if (ended) Runtime::record_exit(worker, -SIGKILL);
 }
 
 bool Process::join(std::chrono::duration<double> timeout) {
   check_owner("join");
   WorkerEntry& worker = runtime_->entry(entry_);
   const Deadline deadline = Deadline::after_seconds(timeout.count());
-  const WaitOutcome outcome = spin_then_park(
-      worker.changed,
-      [&] { return worker.state.load(std::memory_order_acquire) == WorkerEntry::kExited; },
-      deadline);
-  return outcome == WaitOutcome::kReady;
+  const auto exited = [&] {
+    return worker.state.load(std::memory_order_acquire) == WorkerEntry::kExited;
+  };
+  for (;;) {
+    // In slices, to notice a template that died and can no longer record the exit.
+    if (spin_then_park(worker.changed, exited,
+                       deadline.min(Deadline::after(std::chrono::milliseconds(50)))) ==
+        WaitOutcome::kReady) {
+      return true;
+    }
+    settle_if_orphaned();
+    if (exited()) return true;
+    if (deadline.expired()) return false;
+  }
 }
 
 bool Process::is_alive() const {
   if (!started_) return false;
+  settle_if_orphaned();
   return runtime_->entry(entry_).state.load(std::memory_order_acquire) == WorkerEntry::kRunning;
 }
 
 std::optional<int> Process::exitcode() const {
   if (!started_) return std::nullopt;
+  settle_if_orphaned();
   const WorkerEntry& worker = runtime_->entry(entry_);
   if (worker.state.load(std::memory_order_acquire) != WorkerEntry::kExited) return std::nullopt;
   return worker.exit_code.load(std::memory_order_relaxed);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <new>
@@ -105,7 +106,33 @@ Runtime::~Runtime() {
   g_current = nullptr;
 }
 
-bool Runtime::template_alive() const noexcept { return process_alive(control_->template_pid); }
+bool Runtime::template_alive() const noexcept {
+  const pid_t pid = control_->template_pid;
+  if (::getpid() != control_->parent_pid) return process_alive(pid);
+  // The parent reaps the template only when the Runtime ends, so a dead template lingers as
+  // a zombie, which kill(pid, 0) calls alive. WNOWAIT looks without reaping it.
+  siginfo_t info{};
+  if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
+    return errno == EINTR;  // ECHILD: someone reaped it already
+  }
+  return info.si_pid == 0;
+}
+
+bool Runtime::template_gone() noexcept {
+  if (template_gone_.load(std::memory_order_relaxed)) return true;
+  const std::int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
+  std::int64_t due = next_template_check_ns_.load(std::memory_order_relaxed);
+  if (now < due) return false;
+  constexpr std::int64_t kInterval = std::chrono::nanoseconds(std::chrono::milliseconds(20)).count();
+  // One caller looks; the others go on as if it were alive, as they would have 20 ms ago.
+  if (!next_template_check_ns_.compare_exchange_strong(due, now + kInterval,
+                                                       std::memory_order_relaxed)) {
+    return false;
+  }
+  if (template_alive()) return false;
+  template_gone_.store(true, std::memory_order_relaxed);
+  return true;
+}
 
 std::uint32_t Runtime::acquire_entry() {
   for (std::uint32_t index = 0; index < RuntimeControl::kMaxWorkers; ++index) {
@@ -132,6 +159,11 @@ void Runtime::release_entry(std::uint32_t index) noexcept {
   worker.released.store(1, std::memory_order_seq_cst);
   std::uint32_t exited = WorkerEntry::kExited;
   worker.state.compare_exchange_strong(exited, WorkerEntry::kFree, std::memory_order_seq_cst);
+}
+
+void Runtime::abandon_entry(std::uint32_t index) noexcept {
+  // release: our resets of the fields are done before the next owner takes it.
+  control_->workers[index].state.store(WorkerEntry::kFree, std::memory_order_release);
 }
 
 void Runtime::record_exit(WorkerEntry& worker, int exit_code) noexcept {

@@ -37,6 +37,12 @@ class PoolTerminated : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+// The pool can run no more tasks: its workers kept dying before taking one (a failing
+// initializer, say) or no replacement could be started. Thrown by submissions after that.
+class PoolBroken : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 // get(timeout) found no result in time (Python's multiprocessing.TimeoutError).
 class TimeoutError : public std::runtime_error {
  public:

@@ -17,6 +17,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "ringfork/async_result.h"
 #include "ringfork/pool_task.h"
 #include "ringfork/process.h"
 #include "ringfork/queue.h"
@@ -87,13 +88,16 @@ class PoolCore {
   PoolCore& operator=(const PoolCore&) = delete;
 
   // Queues a task; `on_done` runs on a callback thread when it ends (however it ends).
-  // Throws std::logic_error after close() or terminate().
+  // Throws std::logic_error after close() or terminate(), PoolBroken once the pool cannot
+  // run tasks. Every method throws std::logic_error when called from a process other than
+  // the pool's maker (a forked child): the pool's threads exist only there.
   void submit(PoolTrampoline trampoline, std::uintptr_t function,
               std::span<const std::byte> arguments, Completion on_done);
 
   void close();
   void terminate();
-  // Waits for every worker to exit; requires close() or terminate() first.
+  // Waits for every worker to exit; requires close() or terminate() first. Any number of
+  // threads may join; all return once the pool is done.
   void join();
 
   int processes() const noexcept { return processes_; }
@@ -123,6 +127,7 @@ class PoolCore {
     // (sequence number in `tasks`, task id) of tasks sent and not yet finished, in order.
     std::deque<std::pair<std::uint64_t, std::uint64_t>> outstanding;
     std::uint64_t sent = 0;  // tasks ever put on `tasks`
+    std::uint64_t claimed_before_start = 0;  // tasks taken from `tasks` by earlier workers
     bool running = false;
   };
   // A task id is (generation << 32 | slot): a slot is reused once its task ended, and the
@@ -146,6 +151,10 @@ class PoolCore {
   // Ends the job a result record answers, if it is still live. Requires mutex_.
   void take_result(const pool_wire::ResultRecord& record, std::vector<Ready>& ready);
   void check_workers();
+  // A worker that died before taking a task: counts it, and breaks the pool after
+  // kEarlyDeathLimit in a row. Requires mutex_.
+  void count_early_death(std::uint32_t index, int exit_code);
+  void check_owner(const char* operation) const;
   // Takes the results `outbox` holds staged (answered, not sent), counting them in
   // `taken_count`; returns the worker's answered count. Caller holds mutex_, and the worker
   // is dead or has lent them.
@@ -182,6 +191,11 @@ class PoolCore {
   std::deque<std::uint32_t> free_job_slots_;
   bool closed_ = false;
   bool terminated_ = false;
+  // Why the pool can run no more tasks, or empty. Workers that die before their first task
+  // (a failing initializer) are not replaced forever: after this many in a row, it breaks.
+  static constexpr int kEarlyDeathLimit = 3;
+  int early_deaths_ = 0;
+  std::string broken_;
 
   std::atomic<bool> stop_dispatch_{false};
   // The dispatcher's own: at its last look, the pool was closed with no task unanswered.
@@ -194,7 +208,9 @@ class PoolCore {
   struct CallbackQueue;
   std::unique_ptr<CallbackQueue> callbacks_;
   std::vector<std::thread> callback_threads_;
-  bool joined_ = false;
+  std::mutex join_mutex_;  // one joiner does the work; the others wait for it
+  bool joined_ = false;    // guarded by join_mutex_
+  const pid_t creator_;
 };
 
 }  // namespace ringfork

@@ -27,9 +27,12 @@ enum class StartMethod {
   // locks or memory. Takes a plain function and serialisable arguments.
   kTemplate,
   // Like Python's "fork": the worker is forked from the caller, so it may run any callable,
-  // including a lambda capturing local state. Caveat: only the forking thread exists in the
-  // child, so a lock another thread held at fork() stays locked there forever (malloc's,
-  // stdio's, your own); the child should do little more than run its callable.
+  // including a lambda capturing local state. Caveats: the fork happens on the runtime's
+  // reaper thread (a child dies with the thread that forked it, and that one lives as long
+  // as the Runtime), so in the child thread_local variables are that thread's; and only it
+  // exists in the child, so a lock another thread held at fork() stays locked there forever
+  // (your own; glibc's malloc and stdio are reset); the child should do little more than
+  // run its callable.
   kDirect,
 };
 
@@ -66,7 +69,8 @@ int run_worker_function(std::uintptr_t function, std::span<const std::byte> args
 // function's return value (an integer result; 0 for other results), 1 after an uncaught
 // exception (printed on stderr), or -N in exitcode() when killed by signal N. Workers are
 // always reaped (no zombies, joined or not) and die with their parent (no orphans).
-// Destroying a Process does not stop its worker, as in Python.
+// Destroying a Process does not stop its worker, as in Python. If the template dies, its
+// workers die with it and report exitcode() -9 (SIGKILL).
 class Process {
  public:
   // Template start: `function` must be a plain function (not a capturing lambda); `args`
@@ -126,7 +130,12 @@ class Process {
 
  private:
   static std::string default_name();
+  pid_t start_from_template();
   void check_owner(const char* operation) const;
+  // The template reaps its workers; once it is gone nobody will, and they die with it
+  // (PR_SET_PDEATHSIG SIGKILL). Records that exit (as -SIGKILL) once the worker is gone, so
+  // that join() and exitcode() do not wait forever.
+  void settle_if_orphaned() const;
   void send(int signal_number);
 
   Runtime* runtime_;

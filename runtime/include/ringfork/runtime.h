@@ -88,7 +88,10 @@ class Runtime {
   DecodeContext decode_context() noexcept { return {arena_.get(), pool_.get()}; }
   pid_t template_pid() const noexcept { return control_->template_pid; }
   pid_t parent_pid() const noexcept { return control_->parent_pid; }
+  // Whether the template process still runs (a dead, unreaped template counts as gone).
   bool template_alive() const noexcept;
+  // template_alive() for hot paths: looks at most every 20 ms, and once gone stays gone.
+  bool template_gone() noexcept;
 
   // The Runtime of this process tree (set in the parent and inherited by every child).
   static Runtime* current() noexcept;
@@ -100,16 +103,25 @@ class Runtime {
   // Asks the template to fork a worker for `entry`. Throws if the template is gone.
   void request_spawn(std::uint32_t entry, WorkerTrampoline trampoline, std::uintptr_t function,
                      std::span<const std::byte> args);
-  // Forks directly from the caller; the child runs `body` and exits with its result.
+  // Forks a child of the calling process that runs `body(context)` and exits with its result.
+  // The fork happens on the runtime's reaper thread (the child dies with that thread, which
+  // lives as long as the Runtime, not with the calling thread), while the caller waits.
   pid_t spawn_direct(std::uint32_t entry, int (*body)(void*), void* context);
   // The Process handle is gone: free the entry now if exited, else when it exits.
   void release_entry(std::uint32_t index) noexcept;
+  // A start failed before any child existed: the entry goes back unused.
+  void abandon_entry(std::uint32_t index) noexcept;
   // Records a child's end in its entry (called by whoever reaped it).
   static void record_exit(WorkerEntry& entry, int wait_status) noexcept;
 
  private:
   void run_template();  // never returns
-  void start_reaper();
+  struct Reaper;
+  struct DirectOrder;
+  // This process's reaper, started on first use (a forked child starts its own).
+  Reaper& reaper();
+  void run_reaper(Reaper& state) noexcept;
+  void fork_child(Reaper& state, DirectOrder& order) noexcept;
   void stop_reaper() noexcept;
 
   std::unique_ptr<Segment> segment_;
@@ -117,8 +129,9 @@ class Runtime {
   std::unique_ptr<BlockPool> pool_;
   RuntimeControl* control_ = nullptr;
   std::unique_ptr<MpmcRing<SpawnRequest>> requests_;
-  struct Reaper;
-  std::unique_ptr<Reaper> reaper_;
+  std::atomic<Reaper*> reaper_{nullptr};
+  std::atomic<bool> template_gone_{false};
+  std::atomic<std::int64_t> next_template_check_ns_{0};
 };
 
 }  // namespace ringfork
