@@ -25,8 +25,11 @@ struct alignas(kCacheLineSize) ClaimRecord {
 struct ClaimRegistry {
   static constexpr int kMaxRecords = 64;
   ClaimRecord records[kMaxRecords];
-  // Records [0, records_used) have ever been taken: scans stop there.
-  alignas(kCacheLineSize) std::atomic<std::uint32_t> records_used;
+  // Records [0, records_used) have ever been taken: scans stop there. This line is read by
+  // every operation (the incarnation, below): a whole false-sharing range of its own, so
+  // that the adjacent-line prefetcher does not pair it with a record another thread writes
+  // on every operation (the next registry's first record, as laid out in a ring's control).
+  alignas(kFalseSharingRange) std::atomic<std::uint32_t> records_used;
   // Set by stamp() when the ring is made, and different for every registry ever made: a
   // thread's cached record in a registry since unmapped must not pass for its record in a
   // new registry made at the same address, whose record there another thread of the same

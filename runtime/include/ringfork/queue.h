@@ -75,6 +75,9 @@ class DeferredError {
 
   void put(std::exception_ptr error) { delete error_.exchange(new std::exception_ptr(error)); }
   std::exception_ptr take() noexcept {
+    // Every get asks: a plain load answers the usual "none" without a locked exchange.
+    // relaxed: a pointer seen here is taken below with the ordering it needs.
+    if (error_.load(std::memory_order_relaxed) == nullptr) return nullptr;
     // acq_rel: the exception object was made before the pointer was published.
     std::exception_ptr* held = error_.exchange(nullptr, std::memory_order_acq_rel);
     if (held == nullptr) return nullptr;

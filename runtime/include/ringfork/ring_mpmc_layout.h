@@ -26,7 +26,7 @@ struct alignas(kCacheLineSize) MpmcSlot {
 
 struct MpmcRingControl {
   static constexpr std::uint64_t kMagic = 0x434d504d474e4952;  // "RINGMPMC"
-  static constexpr std::uint32_t kVersion = 2;
+  static constexpr std::uint32_t kVersion = 3;
 
   std::uint64_t magic;
   std::uint32_t version;
