@@ -10,6 +10,7 @@
 #include <new>
 
 #include "pool_wire.h"
+#include "ringfork/claim_registry.h"
 #include "ringfork/cache_line.h"
 
 namespace ringfork {
@@ -64,7 +65,8 @@ struct PoolCore::CallbackQueue {
 
 PoolCore::PoolCore(Runtime& runtime, int processes, PoolOptions options)
     : runtime_(runtime), processes_(processes), options_(std::move(options)),
-      creator_(::getpid()) {
+      creator_(::getpid()),
+      creator_fork_generation_(detail::fork_generation.load(std::memory_order_relaxed)) {
   if (processes < 1) {
     throw std::invalid_argument("Pool needs at least one process, got " + std::to_string(processes));
   }
@@ -100,7 +102,7 @@ PoolCore::PoolCore(Runtime& runtime, int processes, PoolOptions options)
 }
 
 PoolCore::~PoolCore() {
-  if (::getpid() != creator_) {
+  if (detail::fork_generation.load(std::memory_order_relaxed) != creator_fork_generation_) {
     // A forked copy: the threads and workers are the maker's. std::thread's destructor would
     // abort on the threads, which do not exist here, so they are forgotten, not joined.
     static auto* forgotten = new std::vector<std::thread>();
@@ -114,7 +116,13 @@ PoolCore::~PoolCore() {
 }
 
 void PoolCore::check_owner(const char* operation) const {
-  if (::getpid() == creator_) return;
+  // Not getpid(): a system call (1 us on this project's VM) on every submit. The fork
+  // generation changes in every child, and a pool exists only in its maker and the
+  // maker's descendants, so an equal generation means the maker.
+  // relaxed: it changes only in a child, single-threaded, right after fork.
+  if (detail::fork_generation.load(std::memory_order_relaxed) == creator_fork_generation_) {
+    return;
+  }
   throw std::logic_error(std::string("Pool.") + operation + " from process " +
                          std::to_string(::getpid()) + ", but the pool belongs to process " +
                          std::to_string(creator_) + " (a pool is used by the process that made it)");

@@ -211,6 +211,7 @@ class PoolCore {
   std::mutex join_mutex_;  // one joiner does the work; the others wait for it
   bool joined_ = false;    // guarded by join_mutex_
   const pid_t creator_;
+  const std::uint64_t creator_fork_generation_;  // detail::fork_generation in the maker
 };
 
 }  // namespace ringfork
