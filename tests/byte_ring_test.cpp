@@ -89,6 +89,30 @@ TEST(SpscByteRing, LimitsFullAndClose) {
   EXPECT_EQ(ring.pop(got, Deadline::after(10s)), RingStatus::kClosed);
 }
 
+// A ring of 16 GiB would allow records of 8 GiB, but a header stores a length in 32 bits:
+// the cap is 4 GiB - 2, and a record of exactly that length goes through whole. Only the
+// header's page is touched, so the test commits next to no memory.
+TEST(SpscByteRing, RecordLengthIsCappedBelow4GiBInAHugeRing) {
+  constexpr std::size_t kCapacity = std::size_t{16} << 30;
+  Segment segment = Segment::create({.capacity = kCapacity + (std::size_t{1} << 30)});
+  SharedArena arena = SharedArena::create(segment);
+  auto ring = SpscByteRing::create(arena, kCapacity);
+  ASSERT_EQ(ring.capacity(), kCapacity);
+  const std::size_t cap = SpscByteRing::kWrapMarker - 1;
+  EXPECT_EQ(ring.max_record(), cap);
+  EXPECT_TRUE(ring.reserve(cap + 1).empty()) << "the wrap marker's length";
+  EXPECT_TRUE(ring.reserve(std::size_t{1} << 32).empty()) << "would wrap to 0 in 32 bits";
+  std::span<std::byte> space = ring.reserve(cap);
+  ASSERT_EQ(space.size(), cap);
+  ring.commit(cap);
+  std::span<const std::byte> record = ring.peek();
+  EXPECT_EQ(record.size(), cap);
+  EXPECT_EQ(record.data(), space.data());
+  EXPECT_FALSE(ring.corrupt());
+  ring.release();
+  EXPECT_TRUE(ring.peek().empty());
+}
+
 TEST(SpscByteRing, CorruptHeaderIsNeverFollowed) {
   Fixture f;
   auto ring = SpscByteRing::create(f.arena, 1024);

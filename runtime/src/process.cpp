@@ -110,18 +110,39 @@ pid_t Process::start_from_template() {
     runtime_->abandon_entry(entry_);  // the template never saw the request
     throw;
   }
-  // The template answers within microseconds; the bound only guards against a template
-  // that died meanwhile. (An entry it never answered stays taken: it might answer later.)
-  const Deadline deadline = Deadline::after(std::chrono::seconds(30));
-  while (worker.state.load(std::memory_order_acquire) == WorkerEntry::kRequested) {
-    spin_then_park(
-        worker.changed,
-        [&] { return worker.state.load(std::memory_order_acquire) != WorkerEntry::kRequested; },
-        deadline.min(Deadline::after(std::chrono::milliseconds(100))));
-    if (!runtime_->template_alive() || deadline.expired()) {
+  // The template answers within microseconds. The bound guards against one that is stopped
+  // or starved: a request it has not taken by then is withdrawn, so that it never runs later
+  // with no handle to join it. One it took is mid-fork: its answer gets one more period.
+  const auto awaiting = [&] {
+    const std::uint32_t state = worker.state.load(std::memory_order_acquire);
+    return state == WorkerEntry::kRequested || state == WorkerEntry::kSpawning;
+  };
+  Deadline deadline = Deadline::after(runtime_->spawn_timeout());
+  bool withdrawal_failed = false;
+  while (awaiting()) {
+    spin_then_park(worker.changed, [&] { return !awaiting(); },
+                   deadline.min(Deadline::after(std::chrono::milliseconds(100))));
+    if (!runtime_->template_alive()) {
       throw std::system_error(ESRCH, std::generic_category(),
-                              "Process '" + name_ + "': the ringfork template did not answer");
+                              "Process '" + name_ + "': the ringfork template died");
     }
+    if (!deadline.expired() || !awaiting()) continue;
+    const std::string waited = std::to_string(runtime_->spawn_timeout().count()) + " ms";
+    if (runtime_->cancel_request(entry_)) {
+      throw std::system_error(ETIMEDOUT, std::generic_category(),
+                              "Process '" + name_ + "': the ringfork template did not answer "
+                              "within " + waited + " (RuntimeOptions.spawn_timeout); the start "
+                              "was cancelled");
+    }
+    if (withdrawal_failed) {
+      // Forking for two periods: give up, and let the entry go whenever the child ends.
+      worker.released.store(1, std::memory_order_seq_cst);
+      throw std::system_error(ETIMEDOUT, std::generic_category(),
+                              "Process '" + name_ + "': the ringfork template took the start "
+                              "but did not finish forking within " + waited);
+    }
+    withdrawal_failed = true;
+    deadline = Deadline::after(runtime_->spawn_timeout());
   }
   if (const std::uint32_t error = worker.spawn_errno.load(std::memory_order_relaxed)) {
     runtime_->abandon_entry(entry_);  // the template recorded its failed fork and let go

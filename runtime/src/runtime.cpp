@@ -49,10 +49,16 @@ int exit_code_from_status(int status) {
 Runtime* Runtime::current() noexcept { return g_current; }
 
 Runtime::Runtime(const RuntimeOptions& options) {
+  if (options.spawn_timeout <= std::chrono::milliseconds::zero()) {
+    throw std::invalid_argument("RuntimeOptions.spawn_timeout = " +
+                                std::to_string(options.spawn_timeout.count()) +
+                                " ms: it must be positive");
+  }
   if (g_current != nullptr) {
     throw std::logic_error("a ringfork::Runtime already exists in this process; make one, first "
                            "thing in main()");
   }
+  spawn_timeout_ = options.spawn_timeout;
   segment_ = std::make_unique<Segment>(Segment::create({.capacity = options.segment_capacity}));
   arena_ = std::make_unique<SharedArena>(SharedArena::create(*segment_));
   BlockPoolOptions pool_options;
@@ -120,15 +126,8 @@ bool Runtime::template_alive() const noexcept {
 
 bool Runtime::template_gone() noexcept {
   if (template_gone_.load(std::memory_order_relaxed)) return true;
-  const std::int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
-  std::int64_t due = next_template_check_ns_.load(std::memory_order_relaxed);
-  if (now < due) return false;
-  constexpr std::int64_t kInterval = std::chrono::nanoseconds(std::chrono::milliseconds(20)).count();
   // One caller looks; the others go on as if it were alive, as they would have 20 ms ago.
-  if (!next_template_check_ns_.compare_exchange_strong(due, now + kInterval,
-                                                       std::memory_order_relaxed)) {
-    return false;
-  }
+  if (!template_check_.due()) return false;
   if (template_alive()) return false;
   template_gone_.store(true, std::memory_order_relaxed);
   return true;
@@ -164,6 +163,13 @@ void Runtime::release_entry(std::uint32_t index) noexcept {
 void Runtime::abandon_entry(std::uint32_t index) noexcept {
   // release: our resets of the fields are done before the next owner takes it.
   control_->workers[index].state.store(WorkerEntry::kFree, std::memory_order_release);
+}
+
+bool Runtime::cancel_request(std::uint32_t index) noexcept {
+  std::uint32_t requested = WorkerEntry::kRequested;
+  // acq_rel: pairs with the template's claim of the request; exactly one of the two wins.
+  return control_->workers[index].state.compare_exchange_strong(
+      requested, WorkerEntry::kCancelled, std::memory_order_acq_rel);
 }
 
 void Runtime::record_exit(WorkerEntry& worker, int exit_code) noexcept {
@@ -252,7 +258,17 @@ void Runtime::run_template() {
         continue;
       }
       WorkerEntry& worker = control_->workers[request.entry];
-      if (worker.generation.load(std::memory_order_relaxed) != request.generation) continue;
+      // Claim the request, unless its requester gave up on it. The generation cannot change
+      // between the two checks: only kFree entries are reused, and only this loop frees a
+      // cancelled one.
+      std::uint32_t requested = WorkerEntry::kRequested;
+      if (worker.generation.load(std::memory_order_relaxed) != request.generation ||
+          !worker.state.compare_exchange_strong(requested, WorkerEntry::kSpawning,
+                                                std::memory_order_acq_rel)) {
+        if (request.args_block != 0) pool_->free(request.args_block);
+        if (requested == WorkerEntry::kCancelled) abandon_entry(request.entry);
+        continue;
+      }
       std::fflush(nullptr);
       const pid_t pid = ::fork();
       if (pid == 0) {

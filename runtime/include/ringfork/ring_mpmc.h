@@ -18,6 +18,7 @@
 #include "ringfork/ring_common.h"
 #include "ringfork/ring_mpmc_layout.h"
 #include "ringfork/spin_wait.h"
+#include "ringfork/throttle.h"
 
 namespace ringfork {
 
@@ -518,17 +519,9 @@ class MpmcRing {
   // At most once per kLivenessInterval per handle, so that a consumer that only polls
   // (get_nowait, try_pop) gets past a dead producer's hole as a blocking one does.
   [[gnu::cold, gnu::noinline]] void check_for_dead_producer() noexcept {
-    const std::int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
-    std::atomic<std::int64_t>& next = producer_check_->next_ns;
-    std::int64_t due = next.load(std::memory_order_relaxed);
-    // relaxed: a schedule; the check itself orders what it reads.
-    if (now < due || !next.compare_exchange_strong(
-                         due, now + std::chrono::nanoseconds(kLivenessInterval).count(),
-                         std::memory_order_relaxed)) {
-      return;
-    }
+    if (!producer_check_->liveness.due()) return;
     // A hole skipped: the next one (if any) may be looked at at once.
-    if (recover_dead_producer()) next.store(0, std::memory_order_relaxed);
+    if (recover_dead_producer()) producer_check_->liveness.reset();
   }
 
   std::uint64_t tail_position(std::memory_order order) const noexcept {
@@ -573,8 +566,7 @@ class MpmcRing {
   std::shared_ptr<std::atomic<std::uint64_t>> cached_gate_;  // a lower bound of gate()
   struct ProducerCheck {
     std::atomic<std::uint32_t> polls{0};  // empty pops, counted for producer_check_due()
-    // steady_clock nanoseconds: no dead-producer check from a failed pop before then.
-    std::atomic<std::int64_t> next_ns{0};
+    Throttle liveness{kLivenessInterval};  // dead-producer checks from failed pops
   };
   static constexpr std::uint32_t kPollsPerProducerCheck = 256;
   std::shared_ptr<ProducerCheck> producer_check_;

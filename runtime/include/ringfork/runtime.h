@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -15,6 +16,7 @@
 #include "ringfork/ring_mpmc.h"
 #include "ringfork/segment.h"
 #include "ringfork/serialize.h"
+#include "ringfork/throttle.h"
 
 namespace ringfork {
 
@@ -24,12 +26,25 @@ struct RuntimeOptions {
   std::size_t segment_capacity = std::size_t{64} << 30;
   // Cap on message payload blocks (the queues' memory cap).
   std::size_t pool_bytes = std::size_t{16} << 30;
+  // How long Process::start() waits for the template to fork a worker before it gives up
+  // (the template answers within microseconds unless it is stopped or starved). A start that
+  // gave up is cancelled: the template will not run it later.
+  std::chrono::milliseconds spawn_timeout{30'000};
 };
 
 // One entry per live or recently finished process; lives in the runtime segment so that the
 // template (which reaps template-started workers) and the parent both see it.
 struct alignas(kCacheLineSize) WorkerEntry {
-  enum State : std::uint32_t { kFree = 0, kRequested = 1, kRunning = 2, kExited = 3 };
+  // kRequested -> kSpawning (the template took the request) -> kRunning -> kExited -> kFree;
+  // kRequested -> kCancelled (the requester gave up) -> kFree (the template saw it).
+  enum State : std::uint32_t {
+    kFree = 0,
+    kRequested = 1,
+    kRunning = 2,
+    kExited = 3,
+    kSpawning = 4,
+    kCancelled = 5,
+  };
   std::atomic<std::uint32_t> state;
   std::atomic<std::uint32_t> generation;  // bumped on every reuse, so stale handles notice
   std::atomic<std::int32_t> pid;
@@ -88,6 +103,7 @@ class Runtime {
   DecodeContext decode_context() noexcept { return {arena_.get(), pool_.get()}; }
   pid_t template_pid() const noexcept { return control_->template_pid; }
   pid_t parent_pid() const noexcept { return control_->parent_pid; }
+  std::chrono::milliseconds spawn_timeout() const noexcept { return spawn_timeout_; }
   // Whether the template process still runs (a dead, unreaped template counts as gone).
   bool template_alive() const noexcept;
   // template_alive() for hot paths: looks at most every 20 ms, and once gone stays gone.
@@ -111,6 +127,10 @@ class Runtime {
   void release_entry(std::uint32_t index) noexcept;
   // A start failed before any child existed: the entry goes back unused.
   void abandon_entry(std::uint32_t index) noexcept;
+  // A template start that waited too long: true when the request was withdrawn before the
+  // template took it (the template frees the entry when it gets there), false when the
+  // template has taken it meanwhile (its answer is coming).
+  bool cancel_request(std::uint32_t index) noexcept;
   // Records a child's end in its entry (called by whoever reaped it).
   static void record_exit(WorkerEntry& entry, int wait_status) noexcept;
 
@@ -131,7 +151,8 @@ class Runtime {
   std::unique_ptr<MpmcRing<SpawnRequest>> requests_;
   std::atomic<Reaper*> reaper_{nullptr};
   std::atomic<bool> template_gone_{false};
-  std::atomic<std::int64_t> next_template_check_ns_{0};
+  Throttle template_check_{std::chrono::milliseconds(20)};
+  std::chrono::milliseconds spawn_timeout_;
 };
 
 }  // namespace ringfork
