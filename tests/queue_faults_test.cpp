@@ -81,6 +81,33 @@ TEST(QueueFaults, ProducerKilledAtRandomPoints) {
               static_cast<unsigned long long>(leaked));
 }
 
+// A producer SIGKILLed while its put waits for room in a bounded queue: its message's blocks
+// were still its own (they are handed to the queue only inside a slot's claim), so
+// reclaim(pid) returns them. They used to be the queue's already, and leaked for good.
+TEST(QueueFaults, ProducerKilledWhileWaitingForRoomLeaksNoBlock) {
+  Segment segment = Segment::create({.capacity = 256 << 20});
+  SharedArena arena = SharedArena::create(segment);
+  BlockPool pool = BlockPool::create(arena, {.max_bytes = 128 << 20});
+  auto queue = Queue<Bytes>::create(arena, pool, {.maxsize = 1});
+  queue.put(message_for(0));
+  const pid_t victim = fork_child([&] {
+    queue.put(Bytes(1 << 20, std::byte{7}));  // waits: the queue holds its one message
+    return 0;
+  });
+  const Deadline waited = Deadline::after(30s);
+  while (queue.counters().full_waits == 0 && !waited.expired()) std::this_thread::sleep_for(1ms);
+  ASSERT_GE(queue.counters().full_waits, 1u) << "the child never waited for room";
+  std::this_thread::sleep_for(20ms);  // well into its wait
+  ::kill(victim, SIGKILL);
+  wait_child(victim);
+  pool.reclaim(victim);
+  std::uint64_t sequence = 1;
+  EXPECT_TRUE(intact(queue.get(1s), sequence));
+  EXPECT_EQ(sequence, 0u);
+  EXPECT_TRUE(queue.empty()) << "the killed put was published";
+  EXPECT_EQ(blocks_in_use(pool), 0u) << "the killed producer's message leaked";
+}
+
 TEST(QueueFaults, ConsumerKilledAtRandomPoints) {
   std::mt19937_64 random(7);
   for (int trial = 0; trial < testing::scaled(200, 4); ++trial) {

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <numeric>
 #include <random>
+#include <limits>
 #include <thread>
 
 #include "test_support.h"
@@ -142,6 +143,30 @@ TEST(Queue, TimeoutsRaiseFullAndEmpty) {
   EXPECT_FALSE(queue.full());
 }
 
+// Timeouts too long for a nanosecond count (about 292 years, and infinity) wait like no
+// timeout; they used to overflow the conversion and time out at once. NaN is refused.
+TEST(Queue, HugeAndInfiniteTimeoutsWaitAndNaNIsRefused) {
+  Fixture f;
+  auto queue = Queue<int>::create(f.arena, f.pool, {.maxsize = 1});
+  for (const double seconds : {1e12, std::numeric_limits<double>::infinity()}) {
+    std::thread late([&] {
+      std::this_thread::sleep_for(50ms);
+      queue.put(7);
+    });
+    int got = 0;
+    EXPECT_NO_THROW(got = queue.get(Timeout{seconds})) << seconds << " s timed out at once";
+    late.join();
+    if (got == 0) got = queue.get(1s);  // the late put, so the next round starts empty
+    EXPECT_EQ(got, 7);
+  }
+  EXPECT_THROW(queue.get(Timeout{std::numeric_limits<double>::quiet_NaN()}),
+               std::invalid_argument);
+  queue.put(1);
+  EXPECT_THROW(queue.put(2, Timeout{std::numeric_limits<double>::quiet_NaN()}),
+               std::invalid_argument);
+  EXPECT_EQ(queue.qsize(), 1u);
+}
+
 TEST(Queue, CloseLetsConsumersDrainThenRaises) {
   Fixture f;
   auto queue = Queue<std::string>::create(f.arena, f.pool);
@@ -242,6 +267,31 @@ TEST(Queue, CloseReachesEveryLinkedRing) {
   EXPECT_EQ(queue.put_nowait(1), RingStatus::kClosed);
   for (std::uint64_t i = 0; i < 3000; ++i) ASSERT_EQ(queue.get(1s), i);
   EXPECT_THROW(queue.get(10s), QueueClosed) << "must not wait for the timeout";
+}
+
+// A grower that found ring k full before close() may link ring k + 1 after close() returned
+// (here: linked by hand, as such a grower would). A put must still fail as closed, not land
+// in the new ring after consumers saw the queue closed and drained.
+TEST(Queue, NoPutLandsInARingLinkedAfterClose) {
+  Fixture f;
+  const std::uint64_t control_offset =
+      f.arena.allocate_or_throw(sizeof(RingChainControl), kFalseSharingRange, "test chain");
+  auto* control = new (f.segment.at(Offset<RingChainControl>{control_offset})) RingChainControl{};
+  RingChain<std::uint64_t>::create(f.arena, *control, 1 << 20, true);
+  auto chain = RingChain<std::uint64_t>::attach(f.arena, *control);
+  for (std::uint64_t i = 0; i < RingChain<std::uint64_t>::kFirstUnboundedCapacity; ++i) {
+    ASSERT_EQ(chain.try_push(i), RingStatus::kOk);
+  }
+  chain.close();
+  std::uint64_t value = 0;
+  for (std::uint64_t i = 0; i < RingChain<std::uint64_t>::kFirstUnboundedCapacity; ++i) {
+    ASSERT_EQ(chain.try_pop(value), RingStatus::kOk);
+  }
+  ASSERT_EQ(chain.try_pop(value), RingStatus::kClosed);
+  auto late_ring = MpmcRing<std::uint64_t>::create(
+      f.arena, {.capacity = 2 * RingChain<std::uint64_t>::kFirstUnboundedCapacity});
+  control->ring_offsets[1].store(late_ring.offset());
+  EXPECT_EQ(chain.try_push(99), RingStatus::kClosed) << "a put succeeded after close()";
 }
 
 // max_backlog caps the newest ring; older ones drain first, so fewer than twice as many are

@@ -3,6 +3,7 @@
 #include "ringfork/ring_mpmc.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <signal.h>
 
@@ -73,15 +74,20 @@ TEST(MpmcRing, CloseDrainsThenReportsClosed) {
   EXPECT_EQ(ring.pop(value, Deadline::after(10s)), RingStatus::kClosed);
 }
 
+// A producer that SIGKILLs itself inside its claim of a slot: a hole no one will fill.
+pid_t fork_producer_dying_in_its_claim(MpmcRing<std::uint64_t>& ring) {
+  return fork_child([&] {
+    (void)ring.try_push_with([](std::uint64_t&) noexcept { ::raise(SIGKILL); });
+    return 1;  // not reached
+  });
+}
+
 // A producer killed between its claim and its publish leaves a hole at head. Blocking pops
 // always got past it; a consumer that only polls (try_pop, a Queue's get_nowait) must too.
 TEST(MpmcRing, PollingConsumerGetsPastADeadProducersHole) {
   Fixture f;
   auto ring = MpmcRing<std::uint64_t>::create(f.arena, {.capacity = 16});
-  const pid_t producer = fork_child([&] {
-    (void)ring.try_push_with([](std::uint64_t&) noexcept { ::raise(SIGKILL); });
-    return 1;  // not reached
-  });
+  const pid_t producer = fork_producer_dying_in_its_claim(ring);
   const int status = wait_child(producer);
   ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
   ASSERT_EQ(ring.try_push(42), RingStatus::kOk);  // a live producer's message behind the hole
@@ -95,6 +101,25 @@ TEST(MpmcRing, PollingConsumerGetsPastADeadProducersHole) {
   ASSERT_EQ(got, RingStatus::kOk) << "try_pop never got past the hole";
   EXPECT_EQ(value, 42u);
   EXPECT_EQ(ring.counters().dead_producer_slots, 1u);
+}
+
+// As above, but the dead producer stays a zombie (its parent has not reaped it, as a parent
+// reading results before join() has not): kill(pid, 0) succeeds on a zombie, yet it is
+// dead, and its hole must be skipped all the same.
+TEST(MpmcRing, ConsumerGetsPastTheHoleOfAnUnreapedDeadProducer) {
+  Fixture f;
+  auto ring = MpmcRing<std::uint64_t>::create(f.arena, {.capacity = 16});
+  const pid_t producer = fork_producer_dying_in_its_claim(ring);
+  siginfo_t info{};
+  ASSERT_EQ(::waitid(P_PID, static_cast<id_t>(producer), &info, WEXITED | WNOWAIT), 0);
+  ASSERT_EQ(info.si_status, SIGKILL);
+  ASSERT_EQ(ring.try_push(42), RingStatus::kOk);
+  std::uint64_t value = 0;
+  EXPECT_EQ(ring.pop(value, Deadline::after(10s)), RingStatus::kOk)
+      << "the zombie's claim pinned the ring";
+  EXPECT_EQ(value, 42u);
+  EXPECT_EQ(ring.counters().dead_producer_slots, 1u);
+  wait_child(producer);
 }
 
 // A thread's cached claim record must not outlive its ring: after a segment is unmapped and

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <array>
 #include <cstring>
 #include <span>
@@ -29,7 +30,7 @@ PyObject* g_empty = nullptr;
 Deadline deadline_for(bool block, std::optional<double> timeout) {
   if (!block) return Deadline::now();
   if (!timeout) return Deadline::never();
-  return Deadline::after_seconds(std::max(0.0, *timeout));
+  return Deadline::for_timeout(std::isnan(*timeout) ? *timeout : std::max(0.0, *timeout));
 }
 
 // Runs Python's signal handlers (the GIL is held); a KeyboardInterrupt they raise ends the

@@ -172,18 +172,34 @@ bool ByteQueue::take_checked(ReceivedMessage& message) noexcept {
   return seen == length;
 }
 
-void ByteQueue::take(const QueueDescriptor& descriptor, ReceivedMessage& message) {
+bool ByteQueue::adopt(const QueueDescriptor& descriptor, ReceivedMessage& message) noexcept {
   message.descriptor_ = descriptor;
   message.first_ = std::byte{0};
   message.chained_ = false;
-  if (!take_checked(message)) {
+  return take_checked(message);
+}
+
+void ByteQueue::finish_take(ReceivedMessage& message, bool intact) {
+  if (!intact) {
     // Corrupt: its blocks (if any are real) stay where they are; freeing them on the word of
     // a corrupt descriptor could free someone else's.
-    throw std::runtime_error("corrupt queue message: length " + std::to_string(descriptor.length) +
-                             " at block " + std::to_string(descriptor.payload));
+    throw std::runtime_error("corrupt queue message: length " +
+                             std::to_string(message.descriptor_.length) + " at block " +
+                             std::to_string(message.descriptor_.payload));
   }
   message.queue_ = this;
 }
+
+// Reads a slot into a ReceivedMessage inside the claim, so that the blocks are this
+// process's before the slot is let go (see the crash accounting in byte_queue.h).
+struct ByteQueue::Taking {
+  ByteQueue& queue;
+  ReceivedMessage& message;
+  bool& intact;
+  void operator()(const QueueDescriptor& slot) const noexcept {
+    intact = queue.adopt(slot, message);
+  }
+};
 
 std::span<const std::byte> ReceivedMessage::bytes() const noexcept {
   if (queue_ == nullptr || chained_) return {};
@@ -250,6 +266,18 @@ struct InlineWriter {
 
 }  // namespace
 
+// Publishes a staged message, handing its blocks to the queue inside the slot's claim: until
+// then they are the producer's, so a producer killed while it waits for room (or before it
+// claims) leaves blocks that reclaim(its pid) returns.
+struct ByteQueue::HandingOver {
+  ByteQueue& queue;
+  const QueueDescriptor& descriptor;
+  void operator()(QueueDescriptor& slot) const noexcept {
+    queue.hand_over(descriptor);
+    slot = descriptor;
+  }
+};
+
 RingStatus ByteQueue::put_nowait(std::span<const std::byte> message) noexcept {
   if (message.size() <= QueueDescriptor::kInlineBytes) {
     return rings_.try_push_with(InlineWriter{message});
@@ -258,8 +286,7 @@ RingStatus ByteQueue::put_nowait(std::span<const std::byte> message) noexcept {
   if (const RingStatus staged = stage(message, descriptor); staged != RingStatus::kOk) {
     return staged;
   }
-  hand_over(descriptor);
-  const RingStatus status = rings_.try_push(descriptor);
+  const RingStatus status = rings_.try_push_with(HandingOver{*this, descriptor});
   if (status != RingStatus::kOk) discard(descriptor);
   return status;
 }
@@ -281,9 +308,9 @@ void ByteQueue::put(std::span<const std::byte> message, Deadline deadline) {
   if (const RingStatus staged = stage(message, descriptor); staged != RingStatus::kOk) {
     throw_for(staged, message.size(), "put");
   }
-  hand_over(descriptor);
+  const HandingOver write{*this, descriptor};
   const RingStatus status =
-      maxsize_ == 0 ? rings_.try_push(descriptor) : rings_.push(descriptor, deadline);
+      maxsize_ == 0 ? rings_.try_push_with(write) : rings_.push_with(write, deadline);
   if (status == RingStatus::kOk) return;
   discard(descriptor);
   fail(status);
@@ -295,29 +322,29 @@ void ByteQueue::put_many(std::span<const std::span<const std::byte>> messages, D
 
 RingStatus ByteQueue::get_nowait(ReceivedMessage& message) {
   message.release();
-  QueueDescriptor descriptor;
-  const RingStatus status = rings_.try_pop(descriptor);
-  if (status == RingStatus::kOk) take(descriptor, message);
+  bool intact = false;
+  const RingStatus status = rings_.try_pop_with(Taking{*this, message, intact});
+  if (status == RingStatus::kOk) finish_take(message, intact);
   return status;
 }
 
 void ByteQueue::get(ReceivedMessage& message, Deadline deadline) {
   message.release();
-  QueueDescriptor descriptor;
-  const RingStatus status = rings_.pop(descriptor, deadline);
+  bool intact = false;
+  const RingStatus status = rings_.pop_with(Taking{*this, message, intact}, deadline);
   if (status != RingStatus::kOk) throw_for(status, 0, "get");
-  take(descriptor, message);
+  finish_take(message, intact);
 }
-
-namespace {
 
 // Reads a taken slot: a short message goes straight into `out` when it fits its capacity
 // (resize then allocates nothing, so this cannot throw inside the ring's claim); anything
-// else is copied to `spilled` for ByteQueue::copy_out to finish after the claim.
-struct VectorReader {
+// else is taken into `spilled` for copy_out to finish after the claim.
+struct ByteQueue::VectorReader {
+  ByteQueue& queue;
   std::vector<std::byte>& out;
-  QueueDescriptor& spilled;
+  ReceivedMessage& spilled;
   bool& done;
+  bool& intact;
   void operator()(const QueueDescriptor& slot) const noexcept {
     const std::uint64_t length = slot.length;
     if (travels_inline(slot) && length <= out.capacity()) {
@@ -326,36 +353,32 @@ struct VectorReader {
       done = true;
       return;
     }
-    spilled = slot;
+    intact = queue.adopt(slot, spilled);
   }
 };
 
-}  // namespace
-
 RingStatus ByteQueue::get_nowait(std::vector<std::byte>& message) {
-  QueueDescriptor spilled;
-  bool done = false;
-  const RingStatus status = rings_.try_pop_with(VectorReader{message, spilled, done});
-  if (status == RingStatus::kOk && !done) copy_out(spilled, message);
+  ReceivedMessage spilled;
+  bool done = false, intact = false;
+  const RingStatus status =
+      rings_.try_pop_with(VectorReader{*this, message, spilled, done, intact});
+  if (status == RingStatus::kOk && !done) {
+    finish_take(spilled, intact);
+    copy_out(spilled, message);
+  }
   return status;
 }
 
 void ByteQueue::get(std::vector<std::byte>& message, Deadline deadline) {
-  QueueDescriptor spilled;
-  bool done = false;
-  const RingStatus status = rings_.pop_with(VectorReader{message, spilled, done}, deadline);
+  ReceivedMessage spilled;
+  bool done = false, intact = false;
+  const RingStatus status =
+      rings_.pop_with(VectorReader{*this, message, spilled, done, intact}, deadline);
   if (status != RingStatus::kOk) throw_for(status, 0, "get");
-  if (!done) copy_out(spilled, message);
-}
-
-void ByteQueue::copy_out(const QueueDescriptor& descriptor, std::vector<std::byte>& out) {
-  if (travels_inline(descriptor)) {
-    out.assign(descriptor.inline_bytes, descriptor.inline_bytes + descriptor.length);
-    return;
+  if (!done) {
+    finish_take(spilled, intact);
+    copy_out(spilled, message);
   }
-  ReceivedMessage received;
-  take(descriptor, received);
-  copy_out(received, out);
 }
 
 std::size_t ByteQueue::get_many(std::vector<std::vector<std::byte>>& messages,

@@ -165,7 +165,7 @@ void Process::settle_if_orphaned() const {
 bool Process::join(std::chrono::duration<double> timeout) {
   check_owner("join");
   WorkerEntry& worker = runtime_->entry(entry_);
-  const Deadline deadline = Deadline::after_seconds(timeout.count());
+  const Deadline deadline = Deadline::for_timeout(timeout.count());
   const auto exited = [&] {
     return worker.state.load(std::memory_order_acquire) == WorkerEntry::kExited;
   };

@@ -118,6 +118,13 @@ class TestQueueMethods(unittest.TestCase):
         self.assertEqual(q.get(True, 0), 1)
         self.assertRaises(queue.Empty, q.get, True, -1)  # negative: no wait, as timeout=0
 
+    def test_infinite_timeout_waits_and_nan_is_refused(self):
+        q = ringfork.Queue(maxsize=1)
+        threading.Timer(0.1, q.put, args=("late",)).start()
+        # Used to overflow the conversion to nanoseconds and raise Empty at once.
+        self.assertEqual(q.get(timeout=float("inf")), "late")
+        self.assertRaises(ValueError, q.get, timeout=float("nan"))
+
     def test_blocked_put_resumes_when_a_reader_makes_room(self):
         q = ringfork.Queue(maxsize=1)
         q.put("first")

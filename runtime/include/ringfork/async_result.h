@@ -123,8 +123,7 @@ class AsyncResult {
   // Returns whether the result is ready.
   bool wait(std::chrono::duration<double> timeout = std::chrono::duration<double>(-1)) const {
     if (state_->is_ready()) return true;
-    return state_->wait_until(timeout.count() < 0 ? Deadline::never()
-                                                  : Deadline::after_seconds(timeout.count()));
+    return state_->wait_until(Deadline::for_timeout(timeout.count()));
   }
   bool ready() const noexcept { return state_->is_ready(); }
   // Throws std::logic_error if not ready (Python raises ValueError).

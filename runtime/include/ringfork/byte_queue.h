@@ -111,9 +111,12 @@ class ReceivedMessage {
 // pool's max_bytes, or max_backlog messages) is reached.
 //
 // Crash accounting: a producer's blocks belong to it (reclaim(pid) returns them) until it
-// hands them to the queue, just before publishing; a producer killed in that instant loses
-// its one unpublished message and leaks its blocks (at most one message's worth per kill).
-// A consumer owns a message's block while copying it out, so reclaim(pid) covers it too.
+// hands them to the queue, inside its claim of a ring slot, just before publishing (not
+// before a put that waits for room); a producer killed in that instant loses its one
+// unpublished message and leaks its blocks (at most one message's worth per kill). A
+// consumer takes a message's blocks inside its claim of the slot, so reclaim(pid) returns
+// what a consumer killed while copying out held; one killed inside the claim itself loses
+// that message (the ring counts it) and may leak its blocks.
 class ByteQueue {
  public:
   static ByteQueue create(SharedArena& arena, BlockPool& pool, const QueueOptions& options = {});
@@ -158,14 +161,17 @@ class ByteQueue {
   RingStatus stage(std::span<const std::byte> message, QueueDescriptor& descriptor) noexcept;
   // Marks a staged message's blocks as the queue's (BlockPool::kSharedOwner).
   void hand_over(const QueueDescriptor& descriptor) noexcept;
+  struct HandingOver;  // the ring write that calls hand_over() inside the claim
   // Frees the blocks of a staged message that was not published.
   void discard(const QueueDescriptor& descriptor) noexcept;
-  // Checks a taken descriptor and makes its blocks this process's; throws if corrupt.
-  void take(const QueueDescriptor& descriptor, ReceivedMessage& message);
+  // Inside a slot's claim: checks the descriptor and makes its blocks this process's; false
+  // if it is corrupt. finish_take() then throws for a corrupt one, or arms the message.
+  bool adopt(const QueueDescriptor& descriptor, ReceivedMessage& message) noexcept;
+  void finish_take(ReceivedMessage& message, bool intact);
   bool take_checked(ReceivedMessage& message) noexcept;
+  struct Taking;        // the ring read that adopts a slot into a ReceivedMessage
+  struct VectorReader;  // the ring read for get(std::vector): short messages in place
   static void copy_out(const ReceivedMessage& message, std::vector<std::byte>& out);
-  // Copies a taken descriptor's message into `out` and frees its blocks (if any).
-  void copy_out(const QueueDescriptor& descriptor, std::vector<std::byte>& out);
 
   friend class ReceivedMessage;
   [[noreturn]] void throw_for(RingStatus status, std::size_t bytes, const char* operation) const;

@@ -4,8 +4,10 @@
 #include <time.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <limits>
+#include <stdexcept>
 
 namespace ringfork {
 
@@ -21,11 +23,19 @@ class Deadline {
     if (timeout.count() >= kNever - now_ns) return never();
     return Deadline(now_ns + timeout.count());
   }
-  // A Python-style optional timeout in seconds: negative means "wait forever".
+  // A Python-style optional timeout in seconds: negative means "wait forever", and so does
+  // one too long for a nanosecond count (about 292 years; infinity too), whose conversion
+  // would overflow. NaN also waits forever here; for_timeout() refuses it.
   static Deadline after_seconds(double seconds) noexcept {
-    if (seconds < 0) return never();
+    if (seconds < 0 || !(seconds < kLongestSeconds)) return never();
     return after(std::chrono::duration_cast<std::chrono::nanoseconds>(
         std::chrono::duration<double>(seconds)));
+  }
+  // after_seconds() for a timeout a user passed: throws std::invalid_argument for NaN, which
+  // names no wait (Python refuses it too).
+  static Deadline for_timeout(double seconds) {
+    if (std::isnan(seconds)) throw std::invalid_argument("a timeout of NaN seconds");
+    return after_seconds(seconds);
   }
 
   bool is_never() const noexcept { return ns_ == kNever; }
@@ -51,6 +61,7 @@ class Deadline {
 
  private:
   static constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::max();
+  static constexpr double kLongestSeconds = 9.0e9;  // below INT64_MAX nanoseconds
   explicit Deadline(std::int64_t ns) noexcept : ns_(ns) {}
   std::int64_t ns_;
 };

@@ -166,7 +166,7 @@ class Queue {
   explicit Queue(ByteQueue queue) : queue_(std::move(queue)) {}
 
   static Deadline deadline_for(Timeout timeout) {
-    return timeout.count() < 0 ? Deadline::never() : Deadline::after_seconds(timeout.count());
+    return Deadline::for_timeout(timeout.count());
   }
   // Per thread, so one Queue object may serve many threads, and its capacity is reused.
   static Bytes& receive_buffer() {

@@ -93,7 +93,10 @@ class RingChain {
     for (;;) {
       RingStatus status = ring(index).try_push_with(write);
       if (status == RingStatus::kFull && control_->grows != 0) status = grow(index);
-      if (status != RingStatus::kClosed || !next_exists(index)) return status;
+      // A ring closed by close() (not sealed by a grower) ends the put even when a successor
+      // exists: a grower that raced close() may link one that consumers will never read.
+      // close() stores the flag before it closes any ring, so it is seen here.
+      if (status != RingStatus::kClosed || !next_exists(index) || closed()) return status;
       index = advance(local_->producer_ring, control_->producer_ring, index);
     }
   }

@@ -93,9 +93,11 @@ std::size_t published_span(const Control& control, std::uint64_t capacity) noexc
   return tail - head > capacity ? 0 : static_cast<std::size_t>(tail - head);
 }
 
-inline bool process_alive(std::int32_t pid) noexcept {
-  return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM);
-}
+// Whether `pid` names a process that has not exited. A zombie (exited, not yet reaped by its
+// parent) counts as gone: kill(pid, 0) alone calls it alive, and the claims of a killed
+// producer or consumer would then pin a ring for as long as its parent does not reap it.
+// A few microseconds (it reads /proc/<pid>/stat): for liveness checks, not hot paths.
+bool process_alive(std::int32_t pid) noexcept;
 
 // Thrown (as std::invalid_argument) when a ring header read from shared memory does not
 // describe a ring of the expected kind; names the offset so the caller can find the bug.
