@@ -81,7 +81,8 @@ std::optional<int> parse_arguments(int argc, char** argv, Arguments& args) {
       {nullptr, 0, nullptr, 0}};
   opterr = 0;  // the messages below name the option and point to --help
   optind = 0;  // glibc: start afresh
-  for (int opt; (opt = getopt_long(argc, argv, ":hj:", kOptions, nullptr)) != -1;) {
+  for (int opt, before = optind; (opt = getopt_long(argc, argv, ":hj:", kOptions, nullptr)) != -1;
+       before = optind) {
     switch (opt) {
       case 'h':
         usage(stdout);
@@ -131,10 +132,13 @@ std::optional<int> parse_arguments(int argc, char** argv, Arguments& args) {
       case ':':
         std::fprintf(stderr, "logscan: option '%s' needs a value (see --help)\n", argv[optind - 1]);
         return kExitBadInput;
-      default: {  // a bad long option is its whole argument; a short one is optopt
-        const std::string_view bad = argv[optind - 1];
+      default: {
+        // The argument at fault: optind passed it, unless it is a cluster like -xv whose rest
+        // getopt has not reached yet. A bad long option is its whole argument; a bad short
+        // one is optopt.
+        const std::string_view bad = optind > before ? argv[optind - 1] : argv[optind];
         if (bad.starts_with("--")) {
-          std::fprintf(stderr, "logscan: bad option '%s' (see --help)\n", argv[optind - 1]);
+          std::fprintf(stderr, "logscan: bad option '%s' (see --help)\n", bad.data());
         } else {
           std::fprintf(stderr, "logscan: unknown option '-%c' (see --help)\n", optopt);
         }

@@ -294,7 +294,8 @@ class Runner:
         code, out, _ = run([logscan, log, "-j", "1", "--format", "table"], self.args.timeout)
         if code != 0 or b"WARN" not in out:
             problems.append(f"  options after the PATH: exit {code}, {out[:200]!r}")
-        for args, named in [(["-x"], "-x"), (["--bogus"], "--bogus"), (["-j0"], "-j"),
+        for args, named in [(["-x"], "-x"), (["--no-progress", "-xv"], "'-x'"),
+                            (["--bogus"], "--bogus"), (["-j0"], "-j"),
                             (["--jobs=abc"], "-j"), (["-j", "257"], "-j"),
                             (["--format=xml"], "--format"), (["--chunk-bytes", "255"],
                                                              "--chunk-bytes"),
@@ -307,6 +308,29 @@ class Runner:
         code, out, err = run([logscan, log, "--jobs"], self.args.timeout)
         if code != 2 or out or "--jobs" not in err:
             problems.append(f"  a missing value: got {code}, {len(out)} bytes, {err.strip()!r}")
+        problems += self.check_unwritable_report(root)
+        return problems
+
+    def check_unwritable_report(self, root):
+        """A report that cannot be written exits 1 and says so. Reports of a buffer or more
+        go to write(2) at once, and stdio drops them when it fails, so only checking the
+        flush used to exit 0 for them: both sizes are tried."""
+        problems = []
+        many = root / "many-calls.log"
+        many.write_bytes("".join(f"{TS} INFO [h] call=c{i} dir=request req_id=r{i}\n"
+                                 for i in range(200)).encode())
+        for path in (root / "a.log", many):
+            with open("/dev/full", "wb") as full:
+                try:
+                    done = subprocess.run([str(self.args.logscan), str(path)], stdout=full,
+                                          stderr=subprocess.PIPE, timeout=self.args.timeout)
+                except subprocess.TimeoutExpired:
+                    problems.append(f"  report to /dev/full: no answer (a hang?)")
+                    continue
+            err = done.stderr.decode(errors="replace")
+            if done.returncode != 1 or "cannot write the report" not in err:
+                problems.append(f"  report of {path.name} to /dev/full: expected exit 1 and "
+                                f"'cannot write the report'; got {done.returncode}, {err!r}")
         return problems
 
 
