@@ -4,6 +4,8 @@
 // a line, lines longer than a range or than max_line_bytes, no final newline, and one reader
 // reused across ranges and files.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstddef>
 #include <cstdio>
@@ -208,6 +210,21 @@ TEST(UringReaderRange, ReaderIsReusedAcrossFilesAndRefusesANewRangeMidway) {
   EXPECT_EQ(f.in_use(), 0u);
 }
 
+// Expects next() to throw `code`, naming `path` and `detail`; the reader then has nothing
+// left from that range.
+void expect_error(UringReader& reader, const std::string& path, int code,
+                  const std::string& detail) {
+  try {
+    while (auto chunk = reader.next()) reader.release(*chunk);
+    ADD_FAILURE() << "no error for " << path;
+  } catch (const std::system_error& error) {
+    EXPECT_EQ(error.code().value(), code) << error.what();
+    EXPECT_NE(std::string(error.what()).find(path), std::string::npos) << error.what();
+    EXPECT_NE(std::string(error.what()).find(detail), std::string::npos) << error.what();
+  }
+  while (auto chunk = reader.next()) reader.release(*chunk);
+}
+
 TEST(UringReaderRange, MissingFileThrowsFromNextNamingIt) {
   SKIP_WITHOUT_IO_URING();
   TempDir dir;
@@ -215,16 +232,49 @@ TEST(UringReaderRange, MissingFileThrowsFromNextNamingIt) {
   const std::string gone = dir.path + "/gone.log";
   UringReader reader(f.pool, {}, {.chunk_bytes = 256});
   reader.read_range(gone, 100, {.offset = 0, .length = 100});
-  try {
-    reader.next();
-    ADD_FAILURE() << "no error for a missing file";
-  } catch (const std::system_error& error) {
-    EXPECT_EQ(error.code(), std::errc::no_such_file_or_directory);
-    EXPECT_NE(std::string(error.what()).find(gone), std::string::npos) << error.what();
-  }
+  expect_error(reader, gone, ENOENT, "cannot open");
   EXPECT_FALSE(reader.next().has_value());
   const std::string there = dir.write("there.log", "ok\n");
   EXPECT_EQ(read_range(reader, there, 3, 0, 3).text, "ok\n");
+}
+
+// A range's file shorter than the size it was listed with (truncated or rotated since, as
+// logrotate's copytruncate does) is an error naming it, not a range that ends early without
+// a word: the range's lines are not all there. So is one that shrinks while it is read.
+TEST(UringReaderRange, FileShorterThanListedIsAnErrorNotAShortRange) {
+  SKIP_WITHOUT_IO_URING();
+  std::mt19937_64 rng(11);
+  TempDir dir;
+  UringPoolFixture f;
+  const std::string text = random_lines(rng, 1'000'000, 100);
+  const std::string path = dir.write("rotated.log", text);
+  {
+    UringReader reader(f.pool, {}, {.chunk_bytes = 65536});
+    reader.read_range(path, text.size() + 10, {.offset = 0, .length = text.size() + 10});
+    expect_error(reader, path, ESTALE, "since it was listed");
+
+    reader.read_range(path, text.size(), {.offset = 0, .length = text.size()});
+    auto chunk = reader.next();
+    ASSERT_TRUE(chunk.has_value());
+    reader.release(*chunk);
+    ASSERT_EQ(::truncate(path.c_str(), 300'001), 0);
+    expect_error(reader, path, ESTALE, "while it was read");
+    EXPECT_EQ(read_range(reader, path, 300'001, 0, 300'001).text, text.substr(0, 300'001))
+        << "the reader is usable after the error";
+  }
+  EXPECT_EQ(f.in_use(), 0u);
+}
+
+// A FIFO put where a listed file was: an error, not an open that blocks for ever.
+TEST(UringReaderRange, FifoInPlaceOfTheFileIsAnErrorNotAHang) {
+  SKIP_WITHOUT_IO_URING();
+  TempDir dir;
+  UringPoolFixture f;
+  const std::string path = dir.path + "/was-a-file.log";
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+  UringReader reader(f.pool, {}, {.chunk_bytes = 256});
+  reader.read_range(path, 100, {.offset = 0, .length = 100});
+  expect_error(reader, path, ESTALE, "no longer a regular file");
 }
 
 }  // namespace

@@ -168,7 +168,7 @@ std::optional<UringChunk> UringReader::next() {
         const std::uint32_t file = *blocked_file_;
         blocked_file_.reset();
         files_[file].done = true;
-        throw std::system_error(blocked_error_, "UringReader: cannot open " + quoted(paths_[file]));
+        throw std::system_error(blocked_error_, "UringReader: " + blocked_what_);
       }
       if (next_file_ < files_.size()) {
         throw std::system_error(

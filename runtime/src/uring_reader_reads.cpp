@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <liburing.h>
+#include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -60,8 +61,12 @@ bool UringReader::open_file(std::uint32_t index) {
   const char* path = paths_[index].c_str();
   int fd = -1;
   int error = 0;
+  std::string what = "cannot open " + quoted(paths_[index]);
+  // O_NONBLOCK: a FIFO put where a listed file was would block the open for ever. It is
+  // cleared below once the file is known to be regular (io_uring would not wait for the
+  // disk on a file that has it).
   if (options_.direct_io) {
-    fd = ::open(path, O_RDONLY | O_CLOEXEC | O_DIRECT);
+    fd = ::open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_DIRECT);
     if (fd >= 0) {
       file.direct = true;
       ++stats_.direct_files;
@@ -72,16 +77,38 @@ bool UringReader::open_file(std::uint32_t index) {
     }
   }
   if (fd < 0 && error == 0) {
-    fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    fd = ::open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) error = errno;
+  }
+  if (fd >= 0) {
+    // The file may have been replaced since it was listed. A range's reader was promised
+    // file.size bytes: a shorter file (truncated, rotated) would end the range without a word.
+    struct stat now {};
+    if (::fstat(fd, &now) != 0) {
+      error = errno;
+    } else if (!S_ISREG(now.st_mode)) {
+      error = ESTALE;
+      what = quoted(paths_[index]) + " is no longer a regular file";
+    } else if (range_.active && static_cast<std::uint64_t>(now.st_size) < file.size) {
+      error = ESTALE;
+      what = quoted(paths_[index]) + " shrank from " + std::to_string(file.size) + " to " +
+             std::to_string(now.st_size) + " bytes since it was listed (truncated or rotated?)";
+    } else if (::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
+      error = errno;
+    }
+    if (error != 0) {
+      ::close(fd);
+      fd = -1;
+    }
   }
   if (fd < 0) {
     if (options_.keep_going) {
-      add_error(paths_[index], error, "UringReader: cannot open " + quoted(paths_[index]));
+      add_error(paths_[index], error, "UringReader: " + what);
       file.done = true;
     } else {
       blocked_file_ = index;
       blocked_error_ = std::error_code(error, std::generic_category());
+      blocked_what_ = std::move(what);
     }
     return false;
   }
@@ -264,6 +291,12 @@ void UringReader::finish_head() {
       failed = "reopening without O_DIRECT";
     }
     truncated = slot.filled < slot.planned;  // the file shrank since the reader was made
+    if (truncated && range_.active) {
+      error = ESTALE;  // a range's reader was promised file.size bytes
+      failed = "shrank while it was read: it ends at " +
+               std::to_string(slot.file_offset + slot.filled) + " bytes, listed as " +
+               std::to_string(file.size) + " (truncated or rotated?)";
+    }
   }
   in_order_.pop_front();
   idle_slots_.push_back(index);  // consume() only takes the block from it

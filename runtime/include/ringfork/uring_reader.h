@@ -172,7 +172,11 @@ class UringReader {
   // From now on next() delivers the lines of `path` that start in `range` (see UringLineRange),
   // reading it as a file of `file_size` bytes, then nullopt; files() is {path}. Call only
   // when next() has nothing left (it returned nullopt, or was never called on a reader made
-  // with no paths): throws std::logic_error otherwise. An unreadable path throws from next().
+  // with no paths): throws std::logic_error otherwise. An unreadable path throws from next(),
+  // and so does a file shorter than `file_size` when opened or read (ESTALE, naming it: it
+  // was truncated or replaced since it was measured, and the range's lines are not all there).
+  // A path that is no longer a regular file (a FIFO put in its place) fails likewise, in
+  // any mode, instead of blocking the open.
   void read_range(const std::string& path, std::uint64_t file_size, UringLineRange range);
 
   // Returns a delivered chunk's block to the pool (same as pool.free(chunk.block)).
@@ -297,6 +301,7 @@ class UringReader {
   std::uint32_t next_file_ = 0;                // first file whose reads are not all issued
   std::optional<std::uint32_t> blocked_file_;  // could not be opened: throw when reached
   std::error_code blocked_error_;
+  std::string blocked_what_;  // what failed, naming the file
 
   std::uint32_t head_file_ = UINT32_MAX;  // file of the chunks being emitted
   std::uint64_t emit_offset_ = 0;         // file offset of the next byte to emit
