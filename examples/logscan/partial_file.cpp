@@ -1,6 +1,7 @@
 #include "partial_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -9,8 +10,6 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <system_error>
 
 namespace logscan {
@@ -93,12 +92,44 @@ PartialReport read_partial_file(const std::string& path) {
   auto bad = [&](const std::string& what) {
     return BadPartialFile("'" + path + "' is not a usable partial report: " + what);
   };
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    throw BadPartialFile("cannot read '" + path + "': " + std::generic_category().message(errno));
+  // Checked before it is read whole: a directory, a FIFO, /dev/zero or a 20 GB log named
+  // by mistake is refused at once, not read (or waited for) first.
+  const auto cannot_read = [&](int error) {
+    return BadPartialFile("cannot read '" + path + "': " + std::generic_category().message(error));
+  };
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) throw cannot_read(errno);
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw cannot_read(errno);
+  if (!S_ISREG(st.st_mode)) throw bad("not a regular file");
+  const auto read_up_to = [&](std::size_t wanted) {
+    std::string out(wanted, '\0');
+    std::size_t got = 0;
+    while (got < wanted) {
+      const ssize_t n = ::read(fd, out.data() + got, wanted - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) throw cannot_read(errno);
+      if (n == 0) break;
+      got += static_cast<std::size_t>(n);
+    }
+    out.resize(got);
+    return out;
+  };
+  std::string file = read_up_to(kHeaderBytes);
+  if (file.size() == kHeaderBytes && std::memcmp(file.data(), kMagic.data(), kMagic.size()) == 0) {
+    // A partial file's size is in its header: read no more than it announces, and one byte
+    // more to see an appended one.
+    const std::uint64_t body_bytes = load<std::uint64_t>(file, 16);
+    const auto header_bytes = load<std::uint32_t>(file, 12);
+    const auto size = static_cast<std::uint64_t>(st.st_size);
+    if (header_bytes >= kHeaderBytes && header_bytes <= size && body_bytes <= size - header_bytes) {
+      file += read_up_to(static_cast<std::size_t>(header_bytes - kHeaderBytes + body_bytes + 1));
+    }
   }
-  const std::string file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw BadPartialFile("cannot read '" + path + "': read error");
   const std::string_view bytes(file);
   if (bytes.size() < 16 || std::memcmp(bytes.data(), kMagic.data(), kMagic.size()) != 0) {
     throw bad(bytes.size() < kMagic.size()

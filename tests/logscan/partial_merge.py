@@ -147,6 +147,13 @@ class PartialMerge(unittest.TestCase):
         self.assertRejected(bad, "a byte appended")
         self.assertRejected(small, "a log file, not a partial")
         self.assertRejected(os.path.join(self.dir, "missing"), "a missing file")
+        # Refused before being read whole: a directory (its read error used not to name it,
+        # exit 1), a device that never ends, a FIFO nobody writes (would block).
+        self.assertRejected(self.dir, "a directory")
+        self.assertRejected("/dev/zero", "an endless device")
+        fifo = os.path.join(self.dir, "fifo")
+        os.mkfifo(fifo)
+        self.assertRejected(fifo, "a FIFO")
 
 
 @unittest.skipUnless(MPIRUN, "OpenMPI's mpirun is not installed (make deps installs it)")
