@@ -1,12 +1,14 @@
 #include "range_scan.h"
 
 #include <csignal>
+#include <cstdint>
 #include <cstdlib>
 #include <optional>
 #include <string_view>
 #include <system_error>
 #include <vector>
 
+#include "line_parser.h"
 #include "report.h"
 #include "ringfork/runtime.h"
 #include "ringfork/uring_reader.h"
@@ -37,33 +39,48 @@ std::size_t padding_after(const ringfork::BlockPool& pool, const UringChunk& chu
 }
 
 // Lines longer than the reader's longest whole line arrive in pieces (UringChunk::continued);
-// they are rare enough to join here before scanning.
+// they are rare enough to join here before scanning. A line whose first piece already breaks
+// the timestamp rule is malformed whatever follows (a multi-GB run of NULs after a crash, say):
+// only that first piece's failing prefix is kept, so such a line costs no memory.
 class LongLineJoiner {
  public:
   bool active() const noexcept { return !line_.empty(); }
   void drop() {
     line_.clear();
     line_.shrink_to_fit();  // a 100 MB line should not stay resident for the rest of the run
+    hopeless_ = false;
   }
 
   // Takes the pieces of a long line. Returns the part of `text` after the line's end that
   // is still to be scanned (empty if none).
   std::string_view add(std::string_view text, const UringChunk& chunk, Scanner& scanner,
                        PartialReport& into) {
-    if (chunk.continued()) {
-      line_.append(text);
-      return {};
+    if (line_.empty() && chunk.continued() && breaks_timestamp_rule(text)) {
+      line_.assign(text.substr(0, kTimestampBytes + 1));  // malformed, as the whole line is
+      hopeless_ = true;
     }
-    const std::size_t end = text.find('\n');
+    const std::size_t end = chunk.continued() ? std::string_view::npos : text.find('\n');
     const std::size_t take = end == std::string_view::npos ? text.size() : end + 1;
-    line_.append(text.substr(0, take));
+    if (!hopeless_) line_.append(text.substr(0, take));
+    if (chunk.continued()) return {};
+    if (hopeless_) line_ += '\n';
     scanner.scan(line_, into);
     drop();
     return text.substr(take);
   }
 
  private:
+  static constexpr std::size_t kTimestampBytes = 24;  // YYYY-MM-DDTHH:MM:SS.mmmZ
+
+  // The first kTimestampBytes + 1 bytes decide it: a timestamp, then a space.
+  static bool breaks_timestamp_rule(std::string_view piece) {
+    std::int64_t ms = 0;
+    return piece.size() > kTimestampBytes &&
+           (piece[kTimestampBytes] != ' ' || !parse_timestamp(piece.substr(0, kTimestampBytes), ms));
+  }
+
   std::string line_;
+  bool hopeless_ = false;
 };
 
 // One per worker process, made on its first range (after the fork, as io_uring wants) and

@@ -130,10 +130,13 @@ def line_100mb():
     # seen to have happened) and the same text cut short (malformed, so not an error).
     body = b'{"error":"boom","data":"' + b"x" * BIG
     head = f"{TS} INFO [h] call=big.%s dir=request req_id=b payload=".encode()
+    # And a line of 100 MB of NULs (as a crash leaves in a preallocated log): malformed from its
+    # first byte, counted without being held whole.
     files = {"valid.log": head % b"valid" + body + b'"}\n',
-             "malformed.log": head % b"malformed" + body + b"\n"}
+             "malformed.log": head % b"malformed" + body + b"\n",
+             "nuls.log": b"\0" * BIG + b"\n" + f"{TS} WARN [h] msg=after\n".encode()}
     size = sum(len(v) for v in files.values())
-    return files, report(2, size, 2, levels={"INFO": 2}, calls={
+    return files, report(3, size, 4, malformed=1, levels={"INFO": 2, "WARN": 1}, calls={
         "big.malformed": call(requests=1, payload={"json": 1, "malformed_json": 1},
                               unmatched_requests=1),
         "big.valid": call(requests=1, errors=1, payload={"json": 1}, unmatched_requests=1)})
