@@ -16,6 +16,7 @@
 #include <system_error>
 #include <vector>
 
+#include "ringfork/input_files.h"
 #include "ringfork/uring_reader.h"
 #include "uring_reader_fixture.h"
 
@@ -263,6 +264,35 @@ TEST(UringReaderRange, FileShorterThanListedIsAnErrorNotAShortRange) {
         << "the reader is usable after the error";
   }
   EXPECT_EQ(f.in_use(), 0u);
+}
+
+// A file rotated since it was listed (renamed away, another put at its path, as logrotate
+// does): its ranges fail naming it, instead of delivering the new file's lines as the old's.
+TEST(UringReaderRange, FileRotatedSinceItWasListedIsAnError) {
+  SKIP_WITHOUT_IO_URING();
+  TempDir dir;
+  UringPoolFixture f;
+  const std::string path = dir.write("app.log", "old line\n");
+  const InputFile listed = list_input_files({path}, false).files.at(0);
+  const std::string newer = dir.write("new.log", "a longer, newer line\n");
+  ASSERT_EQ(::rename(newer.c_str(), path.c_str()), 0);
+  UringReader reader(f.pool, {}, {.chunk_bytes = 256});
+  reader.read_range(path, listed.size,
+                    {.offset = 0, .length = listed.size, .device = listed.device,
+                     .inode = listed.inode});
+  expect_error(reader, path, ESTALE, "another file than the one listed");
+
+  const InputFile relisted = list_input_files({path}, false).files.at(0);
+  EXPECT_NE(relisted.inode, listed.inode);
+  reader.read_range(path, relisted.size,
+                    {.offset = 0, .length = relisted.size, .device = relisted.device,
+                     .inode = relisted.inode});
+  std::string text;
+  while (auto chunk = reader.next()) {
+    text.append(reader.text(*chunk));
+    reader.release(*chunk);
+  }
+  EXPECT_EQ(text, "a longer, newer line\n");
 }
 
 // A FIFO put where a listed file was: an error, not an open that blocks for ever.

@@ -151,13 +151,16 @@ PipelineResult scan_paths(ringfork::Runtime& runtime, const std::vector<std::str
 
   Pipeline pipeline(runtime, inputs.files, options);
   for (std::uint32_t file = 0; file < inputs.files.size(); ++file) {
-    const std::uint64_t size = inputs.files[file].size;
+    const ringfork::InputFile& input = inputs.files[file];
+    const std::uint64_t size = input.size;
     for (std::uint64_t offset = 0; offset < size; offset += options.chunk_bytes) {
       pipeline.submit(file, {.file_size = size,
                              .offset = offset,
                              .length = std::min<std::uint64_t>(options.chunk_bytes, size - offset),
                              .read_bytes = options.chunk_bytes,
-                             .direct_io = options.direct_io});
+                             .direct_io = options.direct_io,
+                             .device = input.device,
+                             .inode = input.inode});
     }
   }
   result.report = pipeline.finish();

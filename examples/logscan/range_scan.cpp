@@ -120,7 +120,11 @@ RangeOutcome scan_range(std::string path, RangeTask task) {
   RangeOutcome outcome;
   ringfork::UringReader& reader = reader_for(task);
   try {
-    reader.read_range(path, task.file_size, {.offset = task.offset, .length = task.length});
+    reader.read_range(path, task.file_size,
+                      {.offset = task.offset,
+                       .length = task.length,
+                       .device = task.device,
+                       .inode = task.inode});
     while (const std::optional<UringChunk> chunk = reader.next()) {
       struct Release {  // whatever the scan does, the block goes back to the pool
         ringfork::UringReader& reader;

@@ -22,6 +22,8 @@ struct RangeTask {
   std::uint64_t length = 0;
   std::uint64_t read_bytes = 0;  // the worker's read buffer size (PipelineOptions::chunk_bytes)
   bool direct_io = false;        // read with O_DIRECT (PipelineOptions::direct_io)
+  std::uint64_t device = 0;      // the file's identity as listed (InputFile::device, inode):
+  std::uint64_t inode = 0;       // a file rotated since is a read error, not other lines
 };
 static_assert(std::is_trivially_copyable_v<RangeTask>, "sent to a worker as it is");
 

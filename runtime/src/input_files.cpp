@@ -53,7 +53,10 @@ void Lister::expand(const std::string& path, bool top_level) {
     if (list_.files.size() >= UINT32_MAX) {
       throw std::invalid_argument("more than 2^32 - 1 input files");
     }
-    list_.files.push_back({.path = path, .size = static_cast<std::uint64_t>(info.st_size)});
+    list_.files.push_back({.path = path,
+                           .size = static_cast<std::uint64_t>(info.st_size),
+                           .device = static_cast<std::uint64_t>(info.st_dev),
+                           .inode = static_cast<std::uint64_t>(info.st_ino)});
     return;
   }
   if (!S_ISDIR(info.st_mode)) {

@@ -61,7 +61,9 @@ void UringReader::read_range(const std::string& path, std::uint64_t file_size,
             .skipping = range.offset > 0,
             .lead = look_back - first_read,
             .end = end,
-            .overrun = kFirstOverrunBytes};
+            .overrun = kFirstOverrunBytes,
+            .device = range.device,
+            .inode = range.inode};
   next_file_ = 0;
   head_file_ = UINT32_MAX;
   emit_offset_ = 0;

@@ -89,6 +89,10 @@ bool UringReader::open_file(std::uint32_t index) {
     } else if (!S_ISREG(now.st_mode)) {
       error = ESTALE;
       what = quoted(paths_[index]) + " is no longer a regular file";
+    } else if (range_.active && range_.inode != 0 &&
+               (now.st_dev != range_.device || now.st_ino != range_.inode)) {
+      error = ESTALE;
+      what = quoted(paths_[index]) + " is another file than the one listed (rotated or replaced?)";
     } else if (range_.active && static_cast<std::uint64_t>(now.st_size) < file.size) {
       error = ESTALE;
       what = quoted(paths_[index]) + " shrank from " + std::to_string(file.size) + " to " +

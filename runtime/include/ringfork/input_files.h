@@ -12,6 +12,8 @@ namespace ringfork {
 struct InputFile {
   std::string path;
   std::uint64_t size = 0;  // when the list was made: readers read up to here
+  std::uint64_t device = 0;  // its identity then (st_dev, st_ino): a reader can tell that the
+  std::uint64_t inode = 0;   // path names another file since (rotated, replaced)
 };
 
 struct InputPathError {

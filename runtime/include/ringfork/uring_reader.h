@@ -105,6 +105,10 @@ using UringReadError = InputPathError;
 struct UringLineRange {
   std::uint64_t offset = 0;
   std::uint64_t length = 0;
+  // When not 0 (InputFile::device and inode): the file must still be the one listed, else
+  // next() fails with ESTALE (it was rotated or replaced meanwhile).
+  std::uint64_t device = 0;
+  std::uint64_t inode = 0;
 };
 
 struct UringReaderStats {
@@ -243,6 +247,8 @@ class UringReader {
     std::uint64_t lead = 0;     // bytes read before offset - 1 (O_DIRECT reads start aligned)
     std::uint64_t end = 0;      // lines starting before here (and in the range) are delivered
     std::uint64_t overrun = 0;  // how far past end the next extension of read_limit reaches
+    std::uint64_t device = 0;   // the file's identity when listed (0: not checked)
+    std::uint64_t inode = 0;
   };
   struct Registered {
     std::byte* address = nullptr;
