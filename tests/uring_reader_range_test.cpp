@@ -33,10 +33,16 @@ struct RangeRead {
   std::size_t continued = 0;
 };
 
-// Reads one range to its end, checking that chunks follow each other without gap.
+// Reads one range to its end, checking that chunks follow each other without gap; with
+// `listed`, the file must still be the one it describes.
 RangeRead read_range(UringReader& reader, const std::string& path, std::uint64_t size,
-                     std::uint64_t offset, std::uint64_t length) {
-  reader.read_range(path, size, {.offset = offset, .length = length});
+                     std::uint64_t offset, std::uint64_t length,
+                     const InputFile* listed = nullptr) {
+  reader.read_range(path, size,
+                    {.offset = offset,
+                     .length = length,
+                     .device = listed ? listed->device : 0,
+                     .inode = listed ? listed->inode : 0});
   RangeRead read;
   while (auto chunk = reader.next()) {
     if (read.text.empty()) read.first = chunk->file_offset;
@@ -284,15 +290,8 @@ TEST(UringReaderRange, FileRotatedSinceItWasListedIsAnError) {
 
   const InputFile relisted = list_input_files({path}, false).files.at(0);
   EXPECT_NE(relisted.inode, listed.inode);
-  reader.read_range(path, relisted.size,
-                    {.offset = 0, .length = relisted.size, .device = relisted.device,
-                     .inode = relisted.inode});
-  std::string text;
-  while (auto chunk = reader.next()) {
-    text.append(reader.text(*chunk));
-    reader.release(*chunk);
-  }
-  EXPECT_EQ(text, "a longer, newer line\n");
+  EXPECT_EQ(read_range(reader, path, relisted.size, 0, relisted.size, &relisted).text,
+            "a longer, newer line\n");
 }
 
 // A FIFO put where a listed file was: an error, not an open that blocks for ever.
