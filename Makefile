@@ -54,14 +54,15 @@ asan: deps
 	ninja -C $(ASAN_BUILD)
 	$(SANITIZER_ENV) meson test -C $(ASAN_BUILD) --no-suite tsan --print-errorlogs --timeout-multiplier 3
 
-# ThreadSanitizer runs the in-process (threaded) variants of the lock-free tests. Its shadow
-# memory needs a fixed address layout, hence setarch -R (no ASLR).
+# ThreadSanitizer runs the in-process (threaded) variants of the lock-free tests, and only
+# their programs are built. Its shadow memory needs a fixed address layout, hence setarch -R
+# (no ASLR).
 tsan: deps
 	[ -f $(TSAN_BUILD)/build.ninja ] || meson setup $(TSAN_BUILD) $(MESON_FLAGS) \
 		-Dbuildtype=debug -Db_sanitize=thread -Db_lundef=false -Dbench=disabled
-	ninja -C $(TSAN_BUILD)
-	$(SANITIZER_ENV) setarch -R meson test -C $(TSAN_BUILD) --suite tsan --print-errorlogs \
-		--timeout-multiplier 3
+	targets=$$(scripts/suite-targets.py $(TSAN_BUILD) tsan) && ninja -C $(TSAN_BUILD) $$targets
+	$(SANITIZER_ENV) setarch -R meson test -C $(TSAN_BUILD) --suite tsan --no-rebuild \
+		--print-errorlogs --timeout-multiplier 3
 
 # libFuzzer on the logscan contract core (tests/logscan/fuzz_scan.cpp), built by clang apart
 # from meson: -fsanitize=fuzzer needs clang while the project builds with the default
