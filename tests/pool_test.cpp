@@ -5,6 +5,7 @@
 // join, exceptions in tasks and callbacks, an initializer that always fails, use from a
 // forked child, and several threads joining at once.
 #include "ringfork/pool.h"
+#include "runtime_main.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -21,7 +22,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-Runtime* g_runtime = nullptr;
+using testing::g_runtime;
 
 int square(int x) { return x * x; }
 std::string shout(std::string text, int times) {
@@ -408,8 +409,5 @@ TEST(Pool, JoinBeforeCloseIsAnError) {
 }  // namespace ringfork
 
 int main(int argc, char** argv) {
-  ringfork::Runtime runtime;  // before gtest or any thread
-  ringfork::g_runtime = &runtime;
-  ::testing::InitGoogleTest(&argc, argv);
-  return RUN_ALL_TESTS();
+  return ringfork::testing::run_all_tests_with_runtime(argc, argv);
 }

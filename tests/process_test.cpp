@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "ringfork/queue.h"
+#include "runtime_main.h"
 #include "test_support.h"
 
 namespace ringfork {
@@ -26,7 +27,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-Runtime* g_runtime = nullptr;
+using testing::g_runtime;
 const char* g_self_path = nullptr;
 
 int sum_arguments(int base, std::string text, std::vector<int> values) {
@@ -404,10 +405,6 @@ int run_parent_mode() {
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "--parent-mode") return ringfork::run_parent_mode();
-  // First thing in main, before gtest starts anything: the template forks here.
-  ringfork::Runtime runtime;
-  ringfork::g_runtime = &runtime;
   ringfork::g_self_path = "/proc/self/exe";
-  ::testing::InitGoogleTest(&argc, argv);
-  return RUN_ALL_TESTS();
+  return ringfork::testing::run_all_tests_with_runtime(argc, argv);
 }

@@ -11,13 +11,14 @@
 
 #include "ringfork/pool.h"
 #include "ringfork/process.h"
+#include "runtime_main.h"
 
 namespace ringfork {
 namespace {
 
 using namespace std::chrono_literals;
 
-Runtime* g_runtime = nullptr;
+using testing::g_runtime;
 
 int sleep_forever() {
   for (;;) ::pause();
@@ -54,8 +55,5 @@ TEST(TemplateDeath, ProcessesAndPoolsEndWithAnErrorInsteadOfHanging) {
 }  // namespace ringfork
 
 int main(int argc, char** argv) {
-  ringfork::Runtime runtime;  // before gtest or any thread
-  ringfork::g_runtime = &runtime;
-  ::testing::InitGoogleTest(&argc, argv);
-  return RUN_ALL_TESTS();
+  return ringfork::testing::run_all_tests_with_runtime(argc, argv);
 }

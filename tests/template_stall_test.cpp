@@ -12,6 +12,7 @@
 #include <system_error>
 
 #include "ringfork/process.h"
+#include "runtime_main.h"
 
 namespace ringfork {
 namespace {
@@ -20,7 +21,7 @@ using namespace std::chrono_literals;
 
 // Long enough for a loaded CI machine's template to answer the starts that should succeed.
 constexpr auto kSpawnTimeout = 2s;
-Runtime* g_runtime = nullptr;
+using testing::g_runtime;
 
 std::string marker_path(int token) {
   return "/tmp/ringfork-template-stall-" + std::to_string(Runtime::current()->parent_pid()) +
@@ -112,8 +113,5 @@ TEST(TemplateStall, ANonPositiveSpawnTimeoutIsRefused) {
 int main(int argc, char** argv) {
   ringfork::RuntimeOptions options;
   options.spawn_timeout = ringfork::kSpawnTimeout;
-  ringfork::Runtime runtime(options);  // before gtest or any thread
-  ringfork::g_runtime = &runtime;
-  ::testing::InitGoogleTest(&argc, argv);
-  return RUN_ALL_TESTS();
+  return ringfork::testing::run_all_tests_with_runtime(argc, argv, options);
 }

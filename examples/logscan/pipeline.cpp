@@ -54,6 +54,7 @@ class Pipeline {
 
   PartialReport finish() {
     while (!in_flight_.empty()) collect_oldest();
+    commit_staged_file();
     pool_.close();
     pool_.join();
     progress_.clear();
@@ -93,16 +94,41 @@ class Pipeline {
       throw ScanFailed("a worker failed while scanning " + where(oldest) + ": " + error.what(),
                        kExitWorkerDied);
     }
-    // The lines read before a read error count, as the exit status says.
-    report_.merge_encoded(outcome.partial);
-    if (!outcome.read_error.empty()) {
-      std::string message = without_reader_prefix(std::move(outcome.read_error));
-      if (!keep_going_) throw ScanFailed(message, kExitIoError);
-      if (!failed_[oldest.file]) read_failures_.push_back(std::move(message));
-      failed_[oldest.file] = true;
+    if (keep_going_) {
+      stage(oldest.file, outcome);
+    } else if (!outcome.read_error.empty()) {
+      throw ScanFailed(without_reader_prefix(std::move(outcome.read_error)), kExitIoError);
+    } else {
+      report_.merge_encoded(outcome.partial);
     }
     done_bytes_ += oldest.task.length;
     progress_.update(done_bytes_);
+  }
+
+  // keep_going: a file whose reading failed is left out of the report whole (its lines read
+  // before the error too), as `files` leaves it out. Ranges come back in the order they were
+  // handed out, file after file, so a file's ranges merge into file_report_ first, which
+  // joins the report when the next file's first range comes back (or at the end) unless one
+  // of its ranges failed.
+  void stage(std::uint32_t file, RangeOutcome& outcome) {
+    if (file != staged_file_) {
+      commit_staged_file();
+      staged_file_ = file;
+    }
+    if (failed_[file]) return;  // a later range of a file already left out
+    if (!outcome.read_error.empty()) {
+      failed_[file] = true;
+      read_failures_.push_back(without_reader_prefix(std::move(outcome.read_error)));
+      file_report_.clear();
+      return;
+    }
+    file_report_.merge_encoded(outcome.partial);
+  }
+
+  void commit_staged_file() {
+    if (staged_file_ != kNoFile && !failed_[staged_file_]) report_.merge(std::move(file_report_));
+    file_report_.clear();
+    staged_file_ = kNoFile;
   }
 
   std::string where(const InFlight& range) const {
@@ -118,6 +144,9 @@ class Pipeline {
   std::vector<bool> failed_;  // per file: its reading failed (keep_going)
   std::vector<std::string> read_failures_;
   PartialReport report_;
+  static constexpr std::uint32_t kNoFile = ~std::uint32_t{0};
+  std::uint32_t staged_file_ = kNoFile;  // keep_going: the file file_report_ holds ranges of
+  PartialReport file_report_;
   std::uint64_t done_bytes_ = 0;
   ProgressLine progress_;
 };

@@ -41,7 +41,9 @@ struct PipelineOptions {
   // records that never pair, not the ranges' edges), and smaller ranges even out the end of
   // a run between workers.
   std::size_t chunk_bytes = std::size_t{4} << 20;
-  bool keep_going = false;  // skip unreadable paths instead of failing
+  // Skip unreadable paths, and leave out whole a file whose reading fails, instead of
+  // failing the run.
+  bool keep_going = false;
   // Read with O_DIRECT, past the page cache: for inputs larger than memory, which would
   // otherwise evict everything else cached. Needs chunk_bytes >= kMinDirectChunkBytes. A
   // filesystem that refuses O_DIRECT (tmpfs) is read through the page cache all the same.
@@ -61,7 +63,7 @@ class ScanFailed : public std::runtime_error {
 };
 
 struct PipelineResult {
-  PartialReport report;              // files and bytes included
+  PartialReport report;              // the files read whole, and only those
   std::vector<std::string> skipped;  // keep_going: one message per path not (fully) read
   ExitStatus status = kExitOk;       // with skipped paths: kExitBadInput or kExitIoError
 };
