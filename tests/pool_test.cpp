@@ -8,6 +8,8 @@
 #include "runtime_main.h"
 
 #include <gtest/gtest.h>
+
+#include <limits>
 #include <signal.h>
 
 #include <atomic>
@@ -67,6 +69,43 @@ TEST(Pool, ApplyAndApplyAsyncReturnResults) {
   EXPECT_EQ(result.get(30s), 5);
   EXPECT_TRUE(result.ready());
   EXPECT_TRUE(result.successful());
+  pool.close();
+  pool.join();
+}
+
+// A chunksize past the item count ("all in one chunk") used to wrap the count of chunks to
+// 0: map returned nothing and raised nothing.
+TEST(Pool, ChunksizeBeyondTheItemsMapsThemAllInOneChunk) {
+  Pool pool(*g_runtime, 2);
+  const std::vector<int> items{1, 2, 3, 4, 5};
+  for (const std::size_t chunksize : {std::size_t{5}, std::size_t{6},
+                                      std::numeric_limits<std::size_t>::max() - 1,
+                                      std::numeric_limits<std::size_t>::max()}) {
+    EXPECT_EQ(pool.map(&square, items, chunksize), (std::vector<int>{1, 4, 9, 16, 25}))
+        << chunksize;
+    auto stream = pool.imap(&square, items, chunksize);
+    for (const int item : items) EXPECT_EQ(stream.next(30s), item * item);
+    EXPECT_EQ(stream.next(30s), std::nullopt);
+  }
+  pool.close();
+  pool.join();
+}
+
+// ResultStream::next took its timeout to wait_for as is: 1e10 s and infinity overflowed the
+// conversion to nanoseconds and timed out at once. They wait, as everywhere else; NaN is
+// refused.
+TEST(Pool, ImapNextWithHugeOrInfiniteTimeoutWaitsAndNaNIsRefused) {
+  Pool pool(*g_runtime, 1);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  auto stream = pool.imap(&nap, std::vector<int>{200, 200}, 1);
+  EXPECT_THROW(stream.next(std::chrono::duration<double>(nan)), std::invalid_argument);
+  EXPECT_EQ(stream.next(std::chrono::duration<double>(1e10)), 200);
+  EXPECT_EQ(stream.next(std::chrono::duration<double>(inf)), 200);
+  EXPECT_EQ(stream.next(std::chrono::duration<double>(inf)), std::nullopt);
+  auto slow = pool.imap(&nap, std::vector<int>{2000}, 1);
+  EXPECT_THROW(slow.next(std::chrono::duration<double>(0.05)), TimeoutError);
+  EXPECT_EQ(slow.next(30s), 2000);
   pool.close();
   pool.join();
 }

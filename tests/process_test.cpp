@@ -13,6 +13,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <random>
 #include <sstream>
@@ -164,6 +165,37 @@ TEST(Process, ThousandTemplateSpawnsEachWithACheckedResult) {
     process.start();
     ASSERT_TRUE(process.join(30s)) << i;
     ASSERT_EQ(process.exitcode(), i * 7 % 200) << i;
+  }
+}
+
+// Exit 0 only if every item is `tag` repeated: a worker given another's arguments fails.
+int all_items_are(std::vector<std::string> items, char tag, std::size_t count) {
+  if (items.size() != count) return 2;
+  for (const std::string& item : items) {
+    if (item.find_first_not_of(tag) != std::string::npos) return 3;
+  }
+  return 0;
+}
+
+// Starts back to back with arguments of about 700 KB: each request's block goes back to the
+// pool as soon as its worker is forked, and the next start reuses it at once. The template
+// used to free it while the worker was still decoding from it (79 of 180 workers read
+// another's arguments).
+TEST(Process, BackToBackStartsEachDecodeTheirOwnArguments) {
+  constexpr std::size_t kItems = 40'000;
+  for (int round = 0; round < testing::scaled(20, 4); ++round) {
+    std::vector<std::unique_ptr<Process>> workers;
+    for (int i = 0; i < 6; ++i) {
+      const char tag = static_cast<char>('A' + (round * 6 + i) % 26);
+      workers.push_back(std::make_unique<Process>(
+          *g_runtime, &all_items_are, std::vector<std::string>(kItems, std::string(12, tag)),
+          tag, kItems));
+      workers.back()->start();
+    }
+    for (const auto& worker : workers) {
+      ASSERT_TRUE(worker->join(30s));
+      EXPECT_EQ(worker->exitcode(), 0) << "round " << round;
+    }
   }
 }
 

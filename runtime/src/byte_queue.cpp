@@ -244,8 +244,13 @@ void ReceivedMessage::release() noexcept {
   queue_ = nullptr;
 }
 
-void ByteQueue::copy_out(const ReceivedMessage& message, std::vector<std::byte>& out) {
-  out.resize(message.size());
+void ByteQueue::copy_out(ReceivedMessage& message, std::vector<std::byte>& out) {
+  try {
+    out.resize(message.size());
+  } catch (const std::bad_alloc&) {
+    hold(message);
+    throw;
+  }
   if (!message.copy_to(out.data())) {
     throw std::runtime_error("corrupt queue message: a chained message of " +
                              std::to_string(message.size()) + " bytes lost a link while read");
@@ -322,6 +327,7 @@ void ByteQueue::put_many(std::span<const std::span<const std::byte>> messages, D
 
 RingStatus ByteQueue::get_nowait(ReceivedMessage& message) {
   message.release();
+  if (take_held(message)) return RingStatus::kOk;
   bool intact = false;
   const RingStatus status = rings_.try_pop_with(Taking{*this, message, intact});
   if (status == RingStatus::kOk) finish_take(message, intact);
@@ -330,6 +336,7 @@ RingStatus ByteQueue::get_nowait(ReceivedMessage& message) {
 
 void ByteQueue::get(ReceivedMessage& message, Deadline deadline) {
   message.release();
+  if (take_held(message)) return;
   bool intact = false;
   const RingStatus status = rings_.pop_with(Taking{*this, message, intact}, deadline);
   if (status != RingStatus::kOk) throw_for(status, 0, "get");
@@ -359,6 +366,10 @@ struct ByteQueue::VectorReader {
 
 RingStatus ByteQueue::get_nowait(std::vector<std::byte>& message) {
   ReceivedMessage spilled;
+  if (take_held(spilled)) {
+    copy_out(spilled, message);
+    return RingStatus::kOk;
+  }
   bool done = false, intact = false;
   const RingStatus status =
       rings_.try_pop_with(VectorReader{*this, message, spilled, done, intact});
@@ -371,6 +382,10 @@ RingStatus ByteQueue::get_nowait(std::vector<std::byte>& message) {
 
 void ByteQueue::get(std::vector<std::byte>& message, Deadline deadline) {
   ReceivedMessage spilled;
+  if (take_held(spilled)) {
+    copy_out(spilled, message);
+    return;
+  }
   bool done = false, intact = false;
   const RingStatus status =
       rings_.pop_with(VectorReader{*this, message, spilled, done, intact}, deadline);

@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include "reaper.h"
 
@@ -269,6 +270,23 @@ void Runtime::run_template() {
         if (requested == WorkerEntry::kCancelled) abandon_entry(request.entry);
         continue;
       }
+      // The worker gets its arguments as a private copy made here, before the fork, and the
+      // block goes back to the pool at once: the parent may reuse it for the next request
+      // while this worker still decodes (workers that read the block itself were seen
+      // decoding another worker's arguments).
+      std::vector<std::byte> args;
+      bool args_readable = true;
+      if (request.args_block != 0) {
+        const auto* shared = static_cast<const std::byte*>(
+            segment_->try_bytes(request.args_block, request.args_length, 1));
+        try {
+          if (shared != nullptr) args.assign(shared, shared + request.args_length);
+        } catch (const std::bad_alloc&) {
+          shared = nullptr;
+        }
+        args_readable = shared != nullptr;
+        pool_->free(request.args_block);
+      }
       std::fflush(nullptr);
       const pid_t pid = ::fork();
       if (pid == 0) {
@@ -279,17 +297,13 @@ void Runtime::run_template() {
         die_with_parent(self);
         ::prctl(PR_SET_NAME, "ringfork-worker");
         int code = 1;
-        const auto* args = static_cast<const std::byte*>(
-            segment_->try_bytes(request.args_block, request.args_length, 1));
-        if (request.args_block == 0 || args != nullptr) {
-          std::span<const std::byte> bytes(args, request.args_block == 0 ? 0 : request.args_length);
+        if (args_readable) {
           const auto trampoline = reinterpret_cast<WorkerTrampoline>(request.trampoline);
-          code = trampoline(request.function, bytes, decode_context());
+          code = trampoline(request.function, args, decode_context());
         }
         std::fflush(nullptr);
         ::_exit(code);
       }
-      if (request.args_block != 0) pool_->free(request.args_block);
       if (pid < 0) {
         worker.spawn_errno.store(static_cast<std::uint32_t>(errno), std::memory_order_relaxed);
         record_exit(worker, -SIGKILL);

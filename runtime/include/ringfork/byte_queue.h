@@ -117,11 +117,19 @@ class ReceivedMessage {
 // consumer takes a message's blocks inside its claim of the slot, so reclaim(pid) returns
 // what a consumer killed while copying out held; one killed inside the claim itself loses
 // that message (the ring counts it) and may leak its blocks.
+//
+// Memory: get(std::vector) that takes a message and then cannot allocate the vector throws
+// std::bad_alloc and keeps the message: the same thread's next get on this queue returns it
+// first. (A thread that exits holding one leaves its blocks to reclaim(pid) when the process
+// ends.) get(ReceivedMessage&) reads in place and allocates nothing: the way to take a
+// message larger than the memory the caller can spare.
 class ByteQueue {
  public:
   static ByteQueue create(SharedArena& arena, BlockPool& pool, const QueueOptions& options = {});
   static ByteQueue attach(SharedArena& arena, BlockPool& pool, std::uint64_t offset);
   std::uint64_t offset() const noexcept { return offset_; }
+  // With offset(), which queue this is: handles of one queue in a process have both equal.
+  const SharedArena& arena() const noexcept { return *arena_; }
 
   RingStatus put_nowait(std::span<const std::byte> message) noexcept;
   void put(std::span<const std::byte> message, Deadline deadline = Deadline::never());
@@ -171,7 +179,14 @@ class ByteQueue {
   bool take_checked(ReceivedMessage& message) noexcept;
   struct Taking;        // the ring read that adopts a slot into a ReceivedMessage
   struct VectorReader;  // the ring read for get(std::vector): short messages in place
-  static void copy_out(const ReceivedMessage& message, std::vector<std::byte>& out);
+  // Copies a taken message out; if the vector cannot be allocated, holds the message back
+  // (below) and rethrows std::bad_alloc.
+  void copy_out(ReceivedMessage& message, std::vector<std::byte>& out);
+  // A message this thread took but could not copy out is kept for the thread's next get on
+  // this queue, which returns it first (held_message.cpp). take_held() moves it into
+  // `message` and returns true if this thread holds one of this queue.
+  void hold(ReceivedMessage& message) noexcept;
+  bool take_held(ReceivedMessage& message) noexcept;
 
   friend class ReceivedMessage;
   [[noreturn]] void throw_for(RingStatus status, std::size_t bytes, const char* operation) const;

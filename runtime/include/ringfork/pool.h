@@ -2,6 +2,7 @@
 // imap, imap_unordered, starmap - over worker processes forked from the runtime's template.
 #pragma once
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "ringfork/async_result.h"
+#include "ringfork/deadline.h"
 #include "ringfork/cross_thread_alloc.h"
 #include "ringfork/pool_core.h"
 
@@ -51,6 +53,9 @@ class ResultStream {
   // The next result, or nullopt after the last; rethrows a task's failure; throws
   // TimeoutError if the timeout passes (negative: wait forever).
   std::optional<R> next(std::chrono::duration<double> timeout = std::chrono::duration<double>(-1)) {
+    // One deadline for the whole call: each chunk that finishes wakes every waiter, and a
+    // timeout restarted on each wake-up could stretch without end.
+    const Deadline deadline = Deadline::for_timeout(timeout.count());
     std::unique_lock lock(state_->mutex);
     for (;;) {
       if (position_ < buffered_.size()) return std::move(buffered_[position_++]);
@@ -71,10 +76,12 @@ class ResultStream {
         }
         if (next_chunk_ == state_->chunks.size()) return std::nullopt;
       }
-      if (timeout.count() < 0) {
+      if (deadline.is_never()) {
         state_->changed.wait(lock);
-      } else if (state_->changed.wait_for(lock, timeout) == std::cv_status::timeout) {
+      } else if (deadline.expired()) {
         throw TimeoutError("ResultStream.next timed out");
+      } else {
+        state_->changed.wait_for(lock, deadline.remaining());
       }
     }
   }
@@ -263,6 +270,9 @@ class Pool {
     using Value = std::decay_t<R>;
     using Stream = typename ResultStream<Value>::State;
     if (chunksize == 0) chunksize = 1;
+    // One chunk at most: a chunksize near SIZE_MAX ("all in one") must not wrap the count
+    // of chunks below to 0 and submit nothing.
+    chunksize = std::min(chunksize, std::max<std::size_t>(items.size(), 1));
     auto stream = std::make_shared<Stream>();
     stream->ordered = ordered;
     stream->on_complete = std::move(on_complete);

@@ -126,14 +126,15 @@ class Queue {
   T get(Timeout timeout = kForever) {
     rethrow_deferred_error();
     Bytes& buffer = receive_buffer();
-    queue_.get(buffer, deadline_for(timeout));
-    return decoded(buffer);
+    if (!take_undecoded(buffer)) queue_.get(buffer, deadline_for(timeout));
+    return decoded_or_kept(buffer);
   }
   RingStatus get_nowait(T& value) {
     rethrow_deferred_error();
     Bytes& buffer = receive_buffer();
-    const RingStatus status = queue_.get_nowait(buffer);
-    if (status == RingStatus::kOk) value = decoded(buffer);
+    const RingStatus status =
+        take_undecoded(buffer) ? RingStatus::kOk : queue_.get_nowait(buffer);
+    if (status == RingStatus::kOk) value = decoded_or_kept(buffer);
     return status;
   }
   // Blocks for the first value, then takes what is ready, up to max_count. A failure after
@@ -172,6 +173,47 @@ class Queue {
   static Bytes& receive_buffer() {
     thread_local Bytes buffer;
     return buffer;
+  }
+
+  // A message whose decoding ran out of memory (std::bad_alloc, e.g. a std::string of
+  // hundreds of MB) is kept, as ByteQueue keeps one it could not copy out: the thread's next
+  // get on this queue decodes it again instead of taking the next. One per thread and type;
+  // a second such failure on another queue before the first is got again loses the first.
+  struct Undecoded {
+    const SharedArena* arena = nullptr;
+    std::uint64_t queue_offset = 0;
+    std::uint64_t fork_generation = 0;  // a forked child's copy is the parent's message
+    bool used = false;
+    Bytes bytes;
+  };
+  static Undecoded& undecoded() {
+    thread_local Undecoded slot;
+    return slot;
+  }
+  bool take_undecoded(Bytes& buffer) {
+    Undecoded& slot = undecoded();
+    if (!slot.used || slot.arena != &queue_.arena() || slot.queue_offset != queue_.offset()) {
+      return false;
+    }
+    slot.used = false;
+    if (slot.fork_generation != detail::fork_generation.load(std::memory_order_relaxed)) {
+      return false;
+    }
+    std::swap(buffer, slot.bytes);
+    return true;
+  }
+  T decoded_or_kept(Bytes& buffer) {
+    try {
+      return decoded(buffer);
+    } catch (const std::bad_alloc&) {
+      Undecoded& slot = undecoded();
+      slot.arena = &queue_.arena();
+      slot.queue_offset = queue_.offset();
+      slot.fork_generation = detail::fork_generation.load(std::memory_order_relaxed);
+      slot.used = true;
+      std::swap(buffer, slot.bytes);  // no allocation: the bytes change hands
+      throw;
+    }
   }
 
   static T decoded(Bytes& bytes) {

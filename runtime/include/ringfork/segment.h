@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -105,6 +106,9 @@ class Segment {
   // std::out_of_range. Use these for every offset read from shared memory.
   template <class T>
   T* try_at(Offset<T> offset, std::size_t count = 1) const noexcept {
+    // A count read from shared memory may be anything: count * sizeof(T) must not wrap to a
+    // small size that passes the bounds check.
+    if (count > std::numeric_limits<std::size_t>::max() / sizeof(T)) return nullptr;
     return static_cast<T*>(try_bytes(offset.value, count * sizeof(T), alignof(T)));
   }
   template <class T>
