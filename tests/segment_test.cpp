@@ -12,6 +12,7 @@
 #include <fstream>
 #include <string>
 
+#include "ringfork/arena.h"
 #include "ringfork/fd_passing.h"
 #include "test_support.h"
 
@@ -125,6 +126,27 @@ TEST(Segment, HugeTlbBackingWhenPagesAreReserved) {
               exhausted == std::errc::not_enough_memory)
       << exhausted.message();
   EXPECT_LE(committed, 16 * kMiB + 2 * kMiB) << "more huge pages than were reserved";
+}
+
+// An arena on hugetlb runs out of reserved huge pages long before the segment's capacity:
+// the error says so, instead of advising a larger capacity.
+TEST(Segment, ArenaThatRunsOutOfHugePagesSaysSo) {
+  if (::geteuid() != 0) GTEST_SKIP() << "SKIPPED LOUDLY: reserving huge pages needs root";
+  HugePageReservation reservation(4);
+  if (reservation.free_pages() < 2) {
+    GTEST_SKIP() << "SKIPPED LOUDLY: the kernel granted only " << reservation.free_pages()
+                 << " free 2 MiB pages";
+  }
+  Segment segment = Segment::create({.capacity = 64 * kMiB, .require_backing = Backing::kHugeTlb});
+  SharedArena arena = SharedArena::create(segment);
+  try {
+    arena.allocate_or_throw(32 * kMiB, 64, "a test block");
+    ADD_FAILURE() << "32 MiB allocated from 4 reserved huge pages";
+  } catch (const std::system_error& error) {
+    const std::string what = error.what();
+    EXPECT_NE(what.find("nr_hugepages"), std::string::npos) << what;
+    EXPECT_EQ(what.find("raise SegmentOptions.capacity"), std::string::npos) << what;
+  }
 }
 
 TEST(Segment, RequiredHugeTlbWithoutPagesThrows) {

@@ -42,15 +42,7 @@ bool marker_exists(int token) {
   return ::stat(marker_path(token).c_str(), &st) == 0;
 }
 
-std::size_t entries_in_use() {
-  std::size_t used = 0;
-  for (int i = 0; i < RuntimeControl::kMaxWorkers; ++i) {
-    if (g_runtime->entry(static_cast<std::uint32_t>(i)).state.load() != WorkerEntry::kFree) {
-      ++used;
-    }
-  }
-  return used;
-}
+using testing::entries_in_use;
 
 TEST(TemplateStall, AStartTheStoppedTemplateNeverTookIsCancelledNotRunLater) {
   ::unlink(marker_path(1).c_str());

@@ -71,10 +71,20 @@ std::uint64_t SharedArena::allocate_or_throw(std::size_t bytes, std::size_t alig
                                              std::string_view what) {
   std::uint64_t offset = 0;
   if (std::error_code error = allocate(bytes, alignment, offset)) {
-    throw std::system_error(error, "allocating " + std::to_string(bytes) + " bytes for " +
-                                       std::string(what) + " in a segment of " +
-                                       std::to_string(segment_->capacity()) +
-                                       " bytes (raise SegmentOptions.capacity)");
+    // A hugetlb segment runs out of reserved huge pages long before its capacity: say which
+    // limit was hit, or the advice would be to raise a capacity that is not the problem.
+    const bool huge_pages_ran_out =
+        segment_->backing() == Backing::kHugeTlb &&
+        (error == std::errc::no_space_on_device || error == std::errc::not_enough_memory);
+    throw std::system_error(
+        error, "allocating " + std::to_string(bytes) + " bytes for " + std::string(what) +
+                   " in a segment of " + std::to_string(segment_->capacity()) + " bytes (" +
+                   (huge_pages_ran_out
+                        ? "the reserved huge pages ran out: raise /proc/sys/vm/nr_hugepages, "
+                          "or make the segment with SegmentOptions.require_backing of "
+                          "transparent huge or small pages"
+                        : "raise SegmentOptions.capacity") +
+                   ")");
   }
   return offset;
 }

@@ -73,6 +73,11 @@ PoolCore::PoolCore(Runtime& runtime, int processes, PoolOptions options)
   if (options_.callback_threads < 1) {
     throw std::invalid_argument("PoolOptions.callback_threads must be at least 1");
   }
+  if (processes > RuntimeControl::kMaxWorkers) {
+    throw std::invalid_argument("Pool of " + std::to_string(processes) +
+                                " processes: a Runtime runs at most " +
+                                std::to_string(RuntimeControl::kMaxWorkers) + " at once");
+  }
   results_ = std::make_unique<Queue<Bytes>>(Queue<Bytes>::create(runtime.arena(), runtime.pool()));
   outbox_offset_ =
       runtime.arena().allocate_or_throw(sizeof(PoolOutbox) * static_cast<std::size_t>(processes),
@@ -88,10 +93,17 @@ PoolCore::PoolCore(Runtime& runtime, int processes, PoolOptions options)
   workers_.resize(static_cast<std::size_t>(processes));
   {
     std::lock_guard lock(mutex_);
-    for (std::uint32_t i = 0; i < workers_.size(); ++i) {
-      workers_[i].tasks =
-          std::make_unique<Queue<Bytes>>(Queue<Bytes>::create(runtime.arena(), runtime.pool()));
-      start_worker(i);
+    try {
+      for (std::uint32_t i = 0; i < workers_.size(); ++i) {
+        workers_[i].tasks =
+            std::make_unique<Queue<Bytes>>(Queue<Bytes>::create(runtime.arena(), runtime.pool()));
+        start_worker(i);
+      }
+    } catch (...) {
+      // No destructor runs for a pool that was never made: the workers started so far
+      // would wait on their task queues until the Runtime ends.
+      stop_started_workers();
+      throw;
     }
   }
   callbacks_ = std::make_unique<CallbackQueue>();
@@ -126,6 +138,23 @@ void PoolCore::check_owner(const char* operation) const {
   throw std::logic_error(std::string("Pool.") + operation + " from process " +
                          std::to_string(::getpid()) + ", but the pool belongs to process " +
                          std::to_string(creator_) + " (a pool is used by the process that made it)");
+}
+
+void PoolCore::stop_started_workers() noexcept {
+  for (Worker& worker : workers_) {
+    if (worker.tasks) worker.tasks->close();
+    if (worker.running) worker.process->kill();
+  }
+  for (Worker& worker : workers_) {
+    if (!worker.running) continue;
+    // Bounded: the template that records their exits may be what just failed us (their
+    // entries are then freed when it records them, after ~Process released them).
+    try {
+      worker.process->join(std::chrono::seconds(2));
+    } catch (...) {
+    }
+    worker.running = false;
+  }
 }
 
 void PoolCore::start_worker(std::uint32_t index) {

@@ -221,31 +221,43 @@ void Runtime::run_template() {
   action.sa_flags = SA_RESTART | SA_NOCLDSTOP;
   ::sigaction(SIGCHLD, &action, nullptr);
 
-  auto reap = [&] {
-    int status = 0;
-    pid_t pid;
-    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
-      pool_->reclaim(pid);  // blocks the dead worker held return to the pool
-      for (WorkerEntry& worker : control_->workers) {
-        if (worker.pid.load(std::memory_order_relaxed) == pid &&
-            worker.state.load(std::memory_order_acquire) == WorkerEntry::kRunning) {
-          record_exit(worker, exit_code_from_status(status));
-          break;
-        }
+  // A child of ours was waited for: its blocks go back to the pool, its exit is recorded.
+  auto reaped = [&](pid_t pid, int status) {
+    pool_->reclaim(pid);
+    for (WorkerEntry& worker : control_->workers) {
+      if (worker.pid.load(std::memory_order_relaxed) == pid &&
+          worker.state.load(std::memory_order_acquire) == WorkerEntry::kRunning) {
+        record_exit(worker, exit_code_from_status(status));
+        break;
       }
     }
   };
+  auto reap = [&] {
+    int status = 0;
+    pid_t pid;
+    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) reaped(pid, status);
+  };
+  // Every exit is recorded, the last ones too: an entry left kRunning after its pid was reaped
+  // would have ~Runtime SIGKILL that pid, by then perhaps another process's.
   auto kill_workers_and_exit = [&] {
     for (WorkerEntry& worker : control_->workers) {
       const pid_t pid = worker.pid.load(std::memory_order_relaxed);
-      if (pid > 0 && worker.state.load(std::memory_order_acquire) == WorkerEntry::kRunning &&
-          ::getpgid(pid) >= 0) {
-        int status = 0;
-        if (::waitpid(pid, &status, WNOHANG) == 0) ::kill(pid, SIGKILL);
+      if (pid <= 0 || worker.state.load(std::memory_order_acquire) != WorkerEntry::kRunning) {
+        continue;
+      }
+      // Only our own children (a direct child of the parent is the parent's to end): one
+      // not yet reaped still owns its pid, so the SIGKILL cannot reach another process.
+      int status = 0;
+      const pid_t waited = ::waitpid(pid, &status, WNOHANG);
+      if (waited == pid) {
+        reaped(pid, status);
+      } else if (waited == 0) {
+        ::kill(pid, SIGKILL);
       }
     }
-    while (::waitpid(-1, nullptr, 0) > 0) {
-    }
+    int status = 0;
+    pid_t pid;
+    while ((pid = ::waitpid(-1, &status, 0)) > 0) reaped(pid, status);
     ::_exit(0);
   };
 

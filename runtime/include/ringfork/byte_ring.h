@@ -82,6 +82,8 @@ class SpscByteRing {
   bool corrupt() const noexcept { return corrupt_; }
 
   // ---- either side ----
+  // As SpscRing::close(): the producer's call; from elsewhere it can race one push, whose
+  // record a consumer that already returned kClosed does not receive.
   void close() noexcept;
   bool closed() const noexcept { return control_->closed.load(std::memory_order_acquire) != 0; }
   std::size_t bytes_held() const noexcept;

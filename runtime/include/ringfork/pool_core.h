@@ -144,6 +144,8 @@ class PoolCore {
     TaskOutcome outcome;
   };
 
+  // A constructor that failed part-way: kills and (boundedly) joins the workers it started.
+  void stop_started_workers() noexcept;
   void start_worker(std::uint32_t index);
   void dispatch_loop();
   // Matches results to their jobs under one lock and queues their completions in `ready`.

@@ -215,6 +215,10 @@ class ShardedMpmcRing {
     return all_closed ? RingStatus::kClosed : RingStatus::kEmpty;
   }
 
+  bool any_lane_has_data() noexcept {
+    return std::any_of(lanes_.begin(), lanes_.end(),
+                       [](MpmcRing<T>& lane) { return lane.head_ready(); });
+  }
   bool any_lane_ready() noexcept {
     return std::any_of(lanes_.begin(), lanes_.end(),
                        [](MpmcRing<T>& lane) { return lane.head_ready() || lane.closed(); });
@@ -235,8 +239,9 @@ class ShardedMpmcRing {
       }
       const WaitOutcome outcome = spin_then_park(
           control_->not_empty, [&] { return any_lane_ready(); }, deadline.min(liveness_check));
-      // A closed lane with a claim still unpublished: nothing will notify us, so poll.
-      if (outcome == WaitOutcome::kReady && !any_lane_ready()) sched_yield();
+      // Ready only because a lane is closed, with a claim still unpublished there: nothing
+      // will notify us, so poll, yielding the CPU to the producer we wait for.
+      if (outcome == WaitOutcome::kReady && !any_lane_has_data()) sched_yield();
       if (deadline.expired()) {
         const RingStatus last = attempt();
         return last == RingStatus::kEmpty ? RingStatus::kTimedOut : last;

@@ -225,6 +225,11 @@ class SpscRing {
   // ---- either side ----
 
   // After close() producers get kClosed; consumers drain what is left, then get kClosed.
+  // close() is the producer's call, the end of its stream. Called by another thread or
+  // process while the producer pushes, it can race one push: that push returns kOk after a
+  // consumer that found the ring empty has returned kClosed, and the message is not received.
+  // (MpmcRing and Queue close safely from anywhere: their producers publish with a CAS that
+  // fails once closed, which this ring's single producer does not pay for.)
   void close() noexcept { close_ring(*control_); }
   bool closed() const noexcept { return control_->closed.load(std::memory_order_acquire) != 0; }
 
