@@ -157,13 +157,19 @@ py::object decode(const ReceivedMessage& message) {
     // The view points into memory freed after we return: invalidate it, so a reference that
     // unpickling code kept raises ValueError instead of reading freed memory. loads() has
     // released its buffer by now, so this cannot fail for want of exports.
+    // The error loads() raised is set aside meanwhile: calling into Python with an error
+    // pending lost it (a failed unpickling surfaced as pybind11's "error indicator not set").
+    PyObject *error_type = nullptr, *error_value = nullptr, *error_trace = nullptr;
+    if (!result) PyErr_Fetch(&error_type, &error_value, &error_trace);
     PyObject* released = PyObject_CallMethod(view.ptr(), "release", nullptr);
-    if (released == nullptr) {
-      if (result) throw py::error_already_set();
-      PyErr_Clear();  // keep the error loads() raised
+    if (!result) {
+      if (released == nullptr) PyErr_Clear();  // keep the error loads() raised
+      Py_XDECREF(released);
+      PyErr_Restore(error_type, error_value, error_trace);
+      throw py::error_already_set();
     }
-    Py_XDECREF(released);
-    if (!result) throw py::error_already_set();
+    if (released == nullptr) throw py::error_already_set();
+    Py_DECREF(released);
     return result;
   }
   if (needs_tag(tag) && tag != kTagBytes && tag != kTagByteArray) {
@@ -353,7 +359,20 @@ py::object QueueCore::get(bool block, std::optional<double> timeout) {
       check_signals();
     }
   }
-  if (status == RingStatus::kOk) return decode(message);
+  if (status == RingStatus::kOk) {
+    // Out of memory while unpickling: the message stays, and this thread's next get returns
+    // it. Any other error consumes it, as in multiprocessing (else one bad message would
+    // fail every get after it).
+    try {
+      return decode(message);
+    } catch (py::error_already_set& error) {
+      if (error.matches(PyExc_MemoryError)) queue_.hold_back(message);
+      throw;
+    } catch (const std::bad_alloc&) {
+      queue_.hold_back(message);
+      throw;
+    }
+  }
   if (status == RingStatus::kClosed) raise_python(PyExc_ValueError, describe() + " was closed");
   PyErr_SetNone(g_empty);
   throw py::error_already_set();

@@ -248,7 +248,7 @@ void ByteQueue::copy_out(ReceivedMessage& message, std::vector<std::byte>& out) 
   try {
     out.resize(message.size());
   } catch (const std::bad_alloc&) {
-    hold(message);
+    hold_back(message);
     throw;
   }
   if (!message.copy_to(out.data())) {

@@ -38,7 +38,7 @@ std::uint64_t this_fork_generation() noexcept {
 
 }  // namespace
 
-void ByteQueue::hold(ReceivedMessage& message) noexcept {
+void ByteQueue::hold_back(ReceivedMessage& message) noexcept {
   for (HeldMessage& held : held_messages) {
     if (held.used) continue;
     held = {.arena = arena_,
@@ -53,6 +53,7 @@ void ByteQueue::hold(ReceivedMessage& message) noexcept {
     message.queue_ = nullptr;  // the blocks stay this process's, now the slot's
     return;
   }
+  message.release();
 }
 
 bool ByteQueue::take_held(ReceivedMessage& message) noexcept {

@@ -54,7 +54,42 @@ class Unpicklable:
 
 # ---- every method and exception ----------------------------------------------------------
 
+# Unpickling these runs out of memory while FAILING_REBUILDS[0] > 0 (MemoryError), or raises
+# ValueError while FAILING_REBUILDS[1] > 0.
+FAILING_REBUILDS = [0, 0]
+
+
+def rebuild_failing(value):
+    for slot, error in ((0, MemoryError), (1, ValueError)):
+        if FAILING_REBUILDS[slot] > 0:
+            FAILING_REBUILDS[slot] -= 1
+            raise error(f"rebuilding {value!r} failed (a test)")
+    return value
+
+
+class FailsToRebuild:
+    def __init__(self, value):
+        self.value = value
+
+    def __reduce__(self):
+        return (rebuild_failing, (self.value,))
+
+
 class TestQueueMethods(unittest.TestCase):
+    def test_message_whose_unpickling_runs_out_of_memory_is_kept_for_the_next_get(self):
+        q = ringfork.Queue()
+        for value in ("first", "second", "third"):
+            q.put(FailsToRebuild(value))
+        FAILING_REBUILDS[0] = 2
+        self.assertRaises(MemoryError, q.get, timeout=5)
+        self.assertRaises(MemoryError, q.get_nowait)  # the same message, failing again
+        self.assertEqual(q.get(timeout=5), "first")
+        # Any other error consumes the message, as in multiprocessing.
+        FAILING_REBUILDS[1] = 1
+        self.assertRaises(ValueError, q.get, timeout=5)
+        self.assertEqual(q.get(timeout=5), "third")
+        self.assertTrue(q.empty())
+
     def test_put_get_round_trips_objects_in_order(self):
         q = ringfork.Queue()
         objects = [None, 0, -1, 2**100, 1.5, "text", "ünïcødé", (1, "a"), [1, [2]],

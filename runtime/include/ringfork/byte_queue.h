@@ -142,6 +142,13 @@ class ByteQueue {
   RingStatus get_nowait(ReceivedMessage& message);
   void get(ReceivedMessage& message, Deadline deadline = Deadline::never());
 
+  // Keeps a message taken with get(ReceivedMessage&) that the caller could not use for want
+  // of memory (what it decodes the bytes into): this thread's next get on this queue returns
+  // it first. `message` is empty afterwards. The get(std::vector) calls do this themselves.
+  // A thread holds one message per queue, for up to four queues; past that, the message is
+  // released (lost).
+  void hold_back(ReceivedMessage& message) noexcept;
+
   // On kOk `message` holds the bytes (resized to fit; its capacity is reused).
   RingStatus get_nowait(std::vector<std::byte>& message);
   void get(std::vector<std::byte>& message, Deadline deadline = Deadline::never());
@@ -182,10 +189,8 @@ class ByteQueue {
   // Copies a taken message out; if the vector cannot be allocated, holds the message back
   // (below) and rethrows std::bad_alloc.
   void copy_out(ReceivedMessage& message, std::vector<std::byte>& out);
-  // A message this thread took but could not copy out is kept for the thread's next get on
-  // this queue, which returns it first (held_message.cpp). take_held() moves it into
-  // `message` and returns true if this thread holds one of this queue.
-  void hold(ReceivedMessage& message) noexcept;
+  // take_held() moves the message hold_back() kept into `message` and returns true if this
+  // thread holds one of this queue (held_message.cpp).
   bool take_held(ReceivedMessage& message) noexcept;
 
   friend class ReceivedMessage;
