@@ -52,6 +52,13 @@ class HugePageReservation {
     if (original_ >= 0) write_long(kNrHugepages, original_);
   }
   long free_pages() const { return read_long(kFreeHugepages); }
+  // Why a test needing `pages` free huge pages cannot run here, or "" when it can.
+  std::string why_fewer_than(long pages) const {
+    if (::geteuid() != 0) return "SKIPPED LOUDLY: reserving huge pages needs root";
+    if (free_pages() >= pages) return "";
+    return "SKIPPED LOUDLY: the kernel granted only " + std::to_string(free_pages()) +
+           " free 2 MiB pages";
+  }
 
  private:
   long original_;
@@ -99,12 +106,8 @@ TEST(Segment, RequiredThpFollowsKernelPolicy) {
 }
 
 TEST(Segment, HugeTlbBackingWhenPagesAreReserved) {
-  if (::geteuid() != 0) GTEST_SKIP() << "SKIPPED LOUDLY: reserving huge pages needs root";
   HugePageReservation reservation(8);
-  if (reservation.free_pages() < 4) {
-    GTEST_SKIP() << "SKIPPED LOUDLY: the kernel granted only " << reservation.free_pages()
-                 << " free 2 MiB pages";
-  }
+  if (const std::string why = reservation.why_fewer_than(4); !why.empty()) GTEST_SKIP() << why;
   {
     Segment segment = Segment::create({.capacity = 64 * kMiB});
     EXPECT_EQ(segment.backing(), Backing::kHugeTlb) << "default must prefer hugetlb";
@@ -131,12 +134,8 @@ TEST(Segment, HugeTlbBackingWhenPagesAreReserved) {
 // An arena on hugetlb runs out of reserved huge pages long before the segment's capacity:
 // the error says so, instead of advising a larger capacity.
 TEST(Segment, ArenaThatRunsOutOfHugePagesSaysSo) {
-  if (::geteuid() != 0) GTEST_SKIP() << "SKIPPED LOUDLY: reserving huge pages needs root";
   HugePageReservation reservation(4);
-  if (reservation.free_pages() < 2) {
-    GTEST_SKIP() << "SKIPPED LOUDLY: the kernel granted only " << reservation.free_pages()
-                 << " free 2 MiB pages";
-  }
+  if (const std::string why = reservation.why_fewer_than(2); !why.empty()) GTEST_SKIP() << why;
   Segment segment = Segment::create({.capacity = 64 * kMiB, .require_backing = Backing::kHugeTlb});
   SharedArena arena = SharedArena::create(segment);
   try {

@@ -1,5 +1,6 @@
 // Messages a thread took off a ByteQueue but could not hand to its caller: get(std::vector)
-// had the message's blocks and then failed to allocate the vector (std::bad_alloc). Freeing
+// had the message's blocks and then failed to allocate the vector (std::bad_alloc), or a
+// get(ReceivedMessage&) caller ran out of memory decoding it (hold_back()). Freeing
 // the blocks would lose a message put in good faith, so the thread keeps it instead, and its
 // next get on that queue returns it before anything newer.
 #include <atomic>
