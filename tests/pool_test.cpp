@@ -5,12 +5,14 @@
 // join, exceptions in tasks and callbacks, an initializer that always fails, use from a
 // forked child, and several threads joining at once.
 #include "ringfork/pool.h"
+#include "../runtime/src/pool_wire.h"
 #include "runtime_main.h"
 
 #include <gtest/gtest.h>
 
 #include <limits>
 #include <signal.h>
+#include <sys/mman.h>
 
 #include <atomic>
 #include <map>
@@ -25,6 +27,31 @@ namespace {
 using namespace std::chrono_literals;
 
 using testing::g_runtime;
+
+// A result of more than 4 GiB keeps its length on the wire (the field used to be 32 bits, so
+// the parent read the length modulo 4 GiB). The record's bytes are reserved, not touched:
+// the reader only reads the header and bounds-checks the rest.
+TEST(PoolWire, RecordLongerThanFourGiBKeepsItsLength) {
+  constexpr std::uint64_t kPayload = (std::uint64_t{1} << 32) + 3;
+  constexpr std::size_t kBytes = pool_wire::kRecordHeader + kPayload;
+  void* mapping = mmap(nullptr, kBytes, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  ASSERT_NE(mapping, MAP_FAILED);
+  auto* bytes = static_cast<std::byte*>(mapping);
+  pool_wire::write_record_header(bytes, 42, 1, kPayload);
+  pool_wire::RecordReader reader(std::span<const std::byte>(bytes, kBytes));
+  pool_wire::ResultRecord record;
+  ASSERT_TRUE(reader.next(record));
+  EXPECT_EQ(record.id, 42u);
+  EXPECT_EQ(record.kind, 1);
+  EXPECT_EQ(record.payload.size(), kPayload);
+  EXPECT_EQ(record.payload.data(), bytes + pool_wire::kRecordHeader);
+  EXPECT_FALSE(reader.next(record));  // the end, exactly
+  // One byte short of the payload: a record cut off (a worker that died mid-write) is refused.
+  pool_wire::RecordReader cut(std::span<const std::byte>(bytes, kBytes - 1));
+  EXPECT_FALSE(cut.next(record));
+  munmap(mapping, kBytes);
+}
 
 int square(int x) { return x * x; }
 std::string shout(std::string text, int times) {

@@ -17,10 +17,11 @@ namespace ringfork::pool_wire {
 // Task message: [id u64][trampoline u64][function u64][arguments...]
 inline constexpr std::size_t kTaskHeader = 3 * sizeof(std::uint64_t);
 // Result message: [worker u32][count u32], then `count` records, each
-// [id u64][kind u8][length u32][payload: length bytes]. A worker answers the tasks it runs
-// back to back with one message, so the result queue carries one message per batch.
+// [id u64][kind u8][length u64][payload: length bytes]. A worker answers the tasks it runs
+// back to back with one message, so the result queue carries one message per batch. The
+// length is 64 bits because a single result may exceed 4 GiB.
 inline constexpr std::size_t kResultHeader = 2 * sizeof(std::uint32_t);
-inline constexpr std::size_t kRecordHeader = sizeof(std::uint64_t) + 1 + sizeof(std::uint32_t);
+inline constexpr std::size_t kRecordHeader = sizeof(std::uint64_t) + 1 + sizeof(std::uint64_t);
 
 struct ResultRecord {
   std::uint64_t id = 0;
@@ -29,7 +30,7 @@ struct ResultRecord {
 };
 
 inline void write_record_header(std::byte* at, std::uint64_t id, std::uint8_t kind,
-                                std::uint32_t length) noexcept {
+                                std::uint64_t length) noexcept {
   std::memcpy(at, &id, sizeof(id));
   at[sizeof(id)] = static_cast<std::byte>(kind);
   std::memcpy(at + sizeof(id) + 1, &length, sizeof(length));
@@ -44,7 +45,7 @@ class RecordReader {
   bool next(ResultRecord& record) noexcept {
     if (bytes_.size() - position_ < kRecordHeader) return false;
     const std::byte* at = bytes_.data() + position_;
-    std::uint32_t length = 0;
+    std::uint64_t length = 0;
     std::memcpy(&record.id, at, sizeof(record.id));
     record.kind = static_cast<std::uint8_t>(at[sizeof(record.id)]);
     std::memcpy(&length, at + sizeof(record.id) + 1, sizeof(length));
@@ -65,7 +66,7 @@ class RecordReader {
 // `answered` counts it: if the worker then dies, the parent delivers the staged records
 // itself, so batching results costs no task its answer.
 struct alignas(kCacheLineSize) PoolOutbox {
-  static constexpr std::uint32_t kVersion = 3;
+  static constexpr std::uint32_t kVersion = 4;
   // The staging area, a result message being built: its header, then records.
   static constexpr std::size_t kStagedBytes = 8192;
 

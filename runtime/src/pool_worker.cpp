@@ -77,8 +77,7 @@ class ResultBatcher {
     if (kResultHeader + record > PoolOutbox::kStagedBytes) {
       // Too long to stage: a message of its own, straight from the result buffer.
       write_message_header(result.data(), 1);
-      write_record_header(result.data() + kResultHeader, id, kind,
-                          static_cast<std::uint32_t>(payload));
+      write_record_header(result.data() + kResultHeader, id, kind, payload);
       results_.put(result);
       // Sent before answered: dying between the two leaves answered - flushed at 0, so the
       // parent never reads a stale record from the (empty) staging area. release: the result
@@ -89,7 +88,7 @@ class ResultBatcher {
     }
     if (count_ == 0) first_staged_ = now;
     std::byte* at = outbox_.staged + used_;
-    write_record_header(at, id, kind, static_cast<std::uint32_t>(payload));
+    write_record_header(at, id, kind, payload);
     if (payload != 0) std::memcpy(at + kRecordHeader, result.data() + kPayloadAt, payload);
     used_ += record;
     ++count_;
