@@ -244,16 +244,20 @@ void ReceivedMessage::release() noexcept {
   queue_ = nullptr;
 }
 
+void ReceivedMessage::copy_to(std::vector<std::byte>& out) const {
+  out.resize(size());
+  if (!copy_to(out.data())) {
+    throw std::runtime_error("corrupt queue message: a chained message of " +
+                             std::to_string(size()) + " bytes lost a link while read");
+  }
+}
+
 void ByteQueue::copy_out(ReceivedMessage& message, std::vector<std::byte>& out) {
   try {
-    out.resize(message.size());
+    message.copy_to(out);
   } catch (const std::bad_alloc&) {
     hold_back(message);
     throw;
-  }
-  if (!message.copy_to(out.data())) {
-    throw std::runtime_error("corrupt queue message: a chained message of " +
-                             std::to_string(message.size()) + " bytes lost a link while read");
   }
 }
 

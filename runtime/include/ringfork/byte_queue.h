@@ -90,6 +90,9 @@ class ReceivedMessage {
   // Copies bytes [from, size()) to `out`, which has room for size() - from. False if a
   // chained message's links were corrupted since it was taken (its blocks are then left).
   bool copy_to(std::byte* out, std::size_t from = 0) const noexcept;
+  // The whole message into `out` (resized to fit). Throws std::bad_alloc, and
+  // std::runtime_error where copy_to above is false.
+  void copy_to(std::vector<std::byte>& out) const;
   // Frees the message's blocks; the object is empty afterwards.
   void release() noexcept;
 

@@ -125,16 +125,15 @@ class Queue {
 
   T get(Timeout timeout = kForever) {
     rethrow_deferred_error();
-    Bytes& buffer = receive_buffer();
-    if (!take_undecoded(buffer)) queue_.get(buffer, deadline_for(timeout));
-    return decoded_or_kept(buffer);
+    ReceivedMessage message;
+    queue_.get(message, deadline_for(timeout));
+    return decoded_or_held(message);
   }
   RingStatus get_nowait(T& value) {
     rethrow_deferred_error();
-    Bytes& buffer = receive_buffer();
-    const RingStatus status =
-        take_undecoded(buffer) ? RingStatus::kOk : queue_.get_nowait(buffer);
-    if (status == RingStatus::kOk) value = decoded_or_kept(buffer);
+    ReceivedMessage message;
+    const RingStatus status = queue_.get_nowait(message);
+    if (status == RingStatus::kOk) value = decoded_or_held(message);
     return status;
   }
   // Blocks for the first value, then takes what is ready, up to max_count. A failure after
@@ -169,60 +168,34 @@ class Queue {
   static Deadline deadline_for(Timeout timeout) {
     return Deadline::for_timeout(timeout.count());
   }
-  // Per thread, so one Queue object may serve many threads, and its capacity is reused.
-  static Bytes& receive_buffer() {
-    thread_local Bytes buffer;
-    return buffer;
-  }
-
-  // A message whose decoding ran out of memory (std::bad_alloc, e.g. a std::string of
-  // hundreds of MB) is kept, as ByteQueue keeps one it could not copy out: the thread's next
-  // get on this queue decodes it again instead of taking the next. One per thread and type;
-  // a second such failure on another queue before the first is got again loses the first.
-  struct Undecoded {
-    const SharedArena* arena = nullptr;
-    std::uint64_t queue_offset = 0;
-    std::uint64_t fork_generation = 0;  // a forked child's copy is the parent's message
-    bool used = false;
-    Bytes bytes;
-  };
-  static Undecoded& undecoded() {
-    thread_local Undecoded slot;
-    return slot;
-  }
-  bool take_undecoded(Bytes& buffer) {
-    Undecoded& slot = undecoded();
-    if (!slot.used || slot.arena != &queue_.arena() || slot.queue_offset != queue_.offset()) {
-      return false;
-    }
-    slot.used = false;
-    if (slot.fork_generation != detail::fork_generation.load(std::memory_order_relaxed)) {
-      return false;
-    }
-    std::swap(buffer, slot.bytes);
-    return true;
-  }
-  T decoded_or_kept(Bytes& buffer) {
+  // Decodes straight from shared memory (a chained message, in pieces, is copied whole
+  // first). A message whose decoding runs out of memory (std::bad_alloc, e.g. a std::string
+  // of hundreds of MB) is held back, as ByteQueue holds one it could not copy out: the
+  // thread's next get on this queue decodes it again instead of taking the next.
+  T decoded_or_held(ReceivedMessage& message) {
     try {
-      return decoded(buffer);
+      T value = decoded(message);
+      message.release();
+      return value;
     } catch (const std::bad_alloc&) {
-      Undecoded& slot = undecoded();
-      slot.arena = &queue_.arena();
-      slot.queue_offset = queue_.offset();
-      slot.fork_generation = detail::fork_generation.load(std::memory_order_relaxed);
-      slot.used = true;
-      std::swap(buffer, slot.bytes);  // no allocation: the bytes change hands
+      queue_.hold_back(message);
       throw;
     }
   }
 
-  static T decoded(Bytes& bytes) {
-    if constexpr (std::is_same_v<T, Bytes>) {
-      return std::move(bytes);
-    }
+  static T decoded(const ReceivedMessage& message) {
     T value{};
-    if (!Codec::decode(bytes, value)) {
-      throw std::runtime_error("queue message of " + std::to_string(bytes.size()) +
+    bool valid;
+    if (message.chained()) {
+      Bytes whole;
+      message.copy_to(whole);
+      if constexpr (std::is_same_v<T, Bytes>) return whole;
+      valid = Codec::decode(whole, value);
+    } else {
+      valid = Codec::decode(message.bytes(), value);
+    }
+    if (!valid) {
+      throw std::runtime_error("queue message of " + std::to_string(message.size()) +
                                " bytes is not a valid value of the queue's type");
     }
     return value;
