@@ -30,16 +30,31 @@ def _rebuild(kind, offset, joinable_offset, token):
     return _attach(kind, offset, joinable_offset, token)
 
 
+class _AfterFork:
+    """The object multiprocessing's after-fork hook is registered on (it holds a weak one)."""
+
+
+_after_fork = _AfterFork()
+
+
 def _register_flush():
     # Blocks a process frees are cached per process; hand them back to the shared pool when
     # it ends, or the next process would carve new ones. multiprocessing's children leave by
     # os._exit() after running their finalizers, so register there as well as with atexit.
+    # A child starts with no finalizers (multiprocessing clears the parent's after the fork),
+    # so each child registers its own, from the after-fork hook that runs after the clearing;
+    # without it every child's cached blocks were lost to the pool until put() failed.
     _atexit.register(_flush)
     try:
         from multiprocessing import util
     except ImportError:  # pragma: no cover - multiprocessing is part of the stdlib
         return
-    util.Finalize(None, _flush, exitpriority=-100)
+
+    def finalize_flush(_=None):
+        util.Finalize(None, _flush, exitpriority=-100)
+
+    finalize_flush()
+    util.register_after_fork(_after_fork, finalize_flush)
 
 
 _register_flush()

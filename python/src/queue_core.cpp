@@ -33,6 +33,32 @@ Deadline deadline_for(bool block, std::optional<double> timeout) {
   return Deadline::for_timeout(std::isnan(*timeout) ? *timeout : std::max(0.0, *timeout));
 }
 
+// Releases the GIL for a blocking wait or a long copy. A daemon thread still here when the
+// interpreter finalizes must not take the GIL back: CPython ends such a thread with
+// pthread_exit(), whose forced unwinding through this (noexcept) destructor aborted the
+// whole process at exit. The thread is parked instead, as CPython means to leave it, and
+// ends with the process.
+class GilReleased {
+ public:
+  GilReleased() noexcept : state_(PyEval_SaveThread()) {}
+  ~GilReleased() {
+    while (interpreter_finalizing()) ::pause();
+    PyEval_RestoreThread(state_);
+  }
+  GilReleased(const GilReleased&) = delete;
+  GilReleased& operator=(const GilReleased&) = delete;
+
+ private:
+  static bool interpreter_finalizing() noexcept {
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsFinalizing() != 0;
+#else
+    return _Py_IsFinalizing() != 0;
+#endif
+  }
+  PyThreadState* state_;
+};
+
 // Runs Python's signal handlers (the GIL is held); a KeyboardInterrupt they raise ends the
 // wait.
 void check_signals() {
@@ -142,7 +168,7 @@ py::object decode(const ReceivedMessage& message) {
       bool copied = false;
       {
         // Nobody else sees the new object yet: safe to fill without the GIL.
-        py::gil_scoped_release nogil;
+        GilReleased nogil;
         copied = message.copy_to(out);
       }
       if (!copied) throw std::runtime_error("corrupt ringfork queue message: a broken chain");
@@ -191,7 +217,7 @@ py::object decode(const ReceivedMessage& message) {
   bool copied = false;
   if (length >= kNoGilBytes) {
     // Nobody else sees the new object yet: safe to fill without the GIL.
-    py::gil_scoped_release nogil;
+    GilReleased nogil;
     copied = message.copy_to(reinterpret_cast<std::byte*>(out), skip);
   } else {
     copied = message.copy_to(reinterpret_cast<std::byte*>(out), skip);
@@ -292,7 +318,7 @@ void QueueCore::put(py::handle object, bool block, std::optional<double> timeout
   RingStatus status = RingStatus::kOk;
   try {
     if (message.large()) {
-      py::gil_scoped_release nogil;
+      GilReleased nogil;
       status = queue_.put_nowait(message.framed());
     } else {
       status = queue_.put_nowait(message.framed());
@@ -301,7 +327,7 @@ void QueueCore::put(py::handle object, bool block, std::optional<double> timeout
     // memory, not of messages, and waiting would not help.
     while (status == RingStatus::kFull && queue_.maxsize() != 0 && !deadline.expired()) {
       {
-        py::gil_scoped_release nogil;
+        GilReleased nogil;
         try {
           queue_.put(message.framed(), deadline.min(Deadline::after(kSlice)));
           status = RingStatus::kOk;
@@ -348,7 +374,7 @@ py::object QueueCore::get(bool block, std::optional<double> timeout) {
     const Deadline deadline = deadline_for(block, timeout);
     for (;;) {
       {
-        py::gil_scoped_release nogil;
+        GilReleased nogil;
         try {
           queue_.get(message, deadline.min(Deadline::after(kSlice)));
           status = RingStatus::kOk;
@@ -402,7 +428,7 @@ void QueueCore::join() {
     // acquire: pairs with task_done's release, so the tasks' effects are visible on return.
     if (joinable_->unfinished.load(std::memory_order_acquire) == 0) return;
     {
-      py::gil_scoped_release nogil;
+      GilReleased nogil;
       const EventCount::Key key = joinable_->all_done.prepare_wait();
       if (joinable_->unfinished.load(std::memory_order_acquire) == 0) {
         joinable_->all_done.cancel_wait();

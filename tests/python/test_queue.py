@@ -614,6 +614,55 @@ class TestCtrlC(unittest.TestCase):
             signal.signal(signal.SIGINT, previous)
 
 
+class TestInterpreterAndProcessEnd(unittest.TestCase):
+    def run_script(self, script, *args, timeout=120):
+        return subprocess.run([sys.executable, "-c", script, *args], capture_output=True,
+                              timeout=timeout, env=dict(os.environ))
+
+    def test_daemon_thread_blocked_in_a_call_does_not_abort_the_exit(self):
+        # A daemon thread blocked in a ringfork wait when the main thread returns: CPython
+        # ends it at finalization; it used to abort the process ("terminate called ...").
+        script = (
+            "import ringfork, sys, threading, time\n"
+            "kind = sys.argv[1]\n"
+            "q = ringfork.Queue(maxsize=1)\n"
+            "if kind == 'get':\n    target = q.get\n"
+            "elif kind == 'put':\n    q.put(1); target = lambda: q.put(2)\n"
+            "elif kind == 'join':\n"
+            "    j = ringfork.JoinableQueue(); j.put(1); target = j.join\n"
+            "else:\n    target = ringfork.SimpleQueue().get\n"
+            "threading.Thread(target=target, daemon=True).start()\n"
+            "time.sleep(0.2)\n"
+            "print('main done')\n")
+        for kind in ("get", "put", "join", "simple"):
+            with self.subTest(kind=kind):
+                proc = self.run_script(script, kind)
+                self.assertEqual(proc.returncode, 0, proc.stderr.decode())
+                self.assertEqual(proc.stdout, b"main done\n")
+                self.assertEqual(proc.stderr, b"")
+
+    def test_multiprocessing_children_give_their_blocks_back(self):
+        # Each child takes a 1 MiB message and exits; the blocks it freed must return to the
+        # pool. Under a 32 MiB cap the parent's put failed after about 31 children when they
+        # did not (multiprocessing clears the finalizers a child inherits).
+        script = (
+            "import multiprocessing, ringfork\n"
+            "ringfork.configure(capacity=256 << 20, max_bytes=32 << 20)\n"
+            "ctx = multiprocessing.get_context('fork')\n"
+            "q = ringfork.Queue()\n"
+            "payload = bytes(range(256)) * 4096\n"
+            "for i in range(100):\n"
+            "    q.put(payload)\n"
+            "    child = ctx.Process(target=q.get)\n"
+            "    child.start(); child.join()\n"
+            "    assert child.exitcode == 0, (i, child.exitcode)\n"
+            "assert q.empty()\n"
+            "print('100 children')\n")
+        proc = self.run_script(script)
+        self.assertEqual(proc.returncode, 0, proc.stderr.decode())
+        self.assertEqual(proc.stdout, b"100 children\n")
+
+
 # ---- hygiene (runs last: classes run in name order) ----------------------------------------
 
 class TestZzHygiene(unittest.TestCase):
